@@ -1,0 +1,46 @@
+# Copyright: dualboot.db contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The module boundary: call one library function, turn its result or error into exit/fail_json.
+
+Library code never calls ``fail_json``; it raises :class:`DualbootError` subclasses. Modules call
+:func:`run` once from ``main()``.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, Callable
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.dualboot.db.plugins.module_utils.errors import DualbootError, MissingDependency
+
+
+def require(module: Any, library: str, import_error: str | None) -> None:
+    """Fail with Ansible's standard message when a Python library could not be imported."""
+    if import_error is not None:
+        module.fail_json(msg=missing_required_lib(library), exception=import_error)
+
+
+def run(module: Any, func: Callable[..., dict], *args: Any, **kwargs: Any) -> None:
+    """Run ``func`` and exit the module with its result dict.
+
+    The result's ``diff`` is kept only when the user asked for ``--diff``. A ``DualbootError`` ends
+    the task with its message, hint and details; anything else is a bug and keeps its traceback.
+    """
+    try:
+        result = func(*args, **kwargs)
+    except MissingDependency as exc:
+        module.fail_json(msg=str(exc), error="MissingDependency", **exc.details)
+    except DualbootError as exc:
+        fail = {"msg": str(exc), "error": type(exc).__name__}
+        if exc.hint:
+            fail["hint"] = exc.hint
+        fail.update(exc.details)
+        module.fail_json(**fail)
+    except Exception as exc:  # noqa: BLE001 - the boundary reports unexpected errors with their traceback
+        module.fail_json(msg=f"unexpected error: {type(exc).__name__}: {exc}", exception=traceback.format_exc())
+    else:
+        if not module._diff:
+            result.pop("diff", None)
+        module.exit_json(**result)

@@ -1,0 +1,25 @@
+# Shared helpers for the project's scripts (sourced, not run).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE_HOME=${DUALBOOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dualboot-db}
+LOCAL_CACHE=$ROOT/.cache
+VENV=${DUALBOOT_VENV:-$ROOT/.venv}
+FERRETDB_VERSION=v1.24.2
+IMAGE_REPO=dualboot-db/base
+# The unprivileged account that owns the test and demo PostgreSQL clusters when we run as root.
+PG_OS_USER=${DUALBOOT_PG_OS_USER:-dualboot}
+
+mkdir -p "$CACHE_HOME" "$LOCAL_CACHE/bin"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Hash of the files that define a build step, so a cache entry is reused only while they are unchanged.
+hash_files() { cat "$@" | sha256sum | cut -c1-16; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else die "need root for: $* (run it as root, or install sudo)"; fi
+}

@@ -1,0 +1,89 @@
+"""Shared fixtures: real servers started by the harness, torn down even when a test fails.
+
+- ``pg`` / ``pg2``: two PostgreSQL 15 clusters for the session (``pg2`` only when a test asks).
+- ``pg_db``: a fresh database on ``pg``, dropped afterwards.
+- ``pg_cluster_factory``: clusters of a test's own (custom settings, physical copies).
+- ``mongo`` / ``mongo_db``: a FerretDB server for the session and a fresh database on it.
+- ``run_module``: run a collection module through ansible-playbook.
+
+``DUALBOOT_TEST_PG_URI`` / ``DUALBOOT_TEST_MONGO_URI`` replace the started servers by external ones.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from harness.paths import ensure_collection_path
+
+ensure_collection_path()
+
+from harness import ansible as _ansible  # noqa: E402
+from harness.ferretdb import start_mongo  # noqa: E402
+from harness.pg import ExternalPg, PgCluster  # noqa: E402
+
+
+def _start_pg(name: str):
+    uri = os.environ.get("DUALBOOT_TEST_PG_URI")
+    if uri:
+        return ExternalPg(uri)
+    return PgCluster(name=name).start()
+
+
+@pytest.fixture(scope="session")
+def pg():
+    server = _start_pg("pg")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg2():
+    """A second server: for copies across servers. With an external URI it is the same server."""
+    server = _start_pg("pg2")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_db(pg):
+    db = pg.create_database()
+    yield db
+    pg.drop_database(db.name)
+
+
+@pytest.fixture
+def pg_cluster_factory():
+    if os.environ.get("DUALBOOT_TEST_PG_URI"):
+        pytest.skip("needs clusters of its own (initdb/pg_ctl); DUALBOOT_TEST_PG_URI points at an external server")
+    clusters = []
+
+    def make(settings: dict | None = None, name: str = "own", start: bool = True) -> PgCluster:
+        c = PgCluster(settings=settings, name=name)
+        clusters.append(c)
+        return c.start() if start else c
+
+    yield make
+    for c in clusters:
+        c.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo():
+    server = start_mongo()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mongo_db(mongo):
+    name = mongo.new_db_name()
+    client = mongo.client()
+    yield client[name]
+    client.drop_database(name)
+    client.close()
+
+
+@pytest.fixture
+def run_module():
+    return _ansible.run_module

@@ -1,0 +1,132 @@
+"""Run a module of the collection through Ansible itself (ansible-playbook on localhost), not by
+importing its main(): argument parsing, no_log masking, check/diff mode and the module's packaging
+are exercised exactly as users meet them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import ROOT, ensure_collection_path
+
+
+@dataclass
+class ModuleResult:
+    result: dict
+    output: str
+    returncode: int
+
+    def __getitem__(self, key):
+        return self.result[key]
+
+    def get(self, key, default=None):
+        return self.result.get(key, default)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.result.get("failed"))
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.result.get("changed"))
+
+    @property
+    def msg(self) -> str:
+        return str(self.result.get("msg", ""))
+
+
+def ansible_env(workdir: Path) -> dict:
+    env = dict(os.environ)
+    env.update(
+        {
+            "ANSIBLE_COLLECTIONS_PATH": str(ensure_collection_path()),
+            "ANSIBLE_HOME": str(workdir / "ansible-home"),
+            "ANSIBLE_LOCAL_TEMP": str(workdir / "tmp"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "ANSIBLE_HOST_KEY_CHECKING": "0",
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "ANSIBLE_LOCALHOST_WARNING": "0",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
+    return env
+
+
+def run_module(
+    module: str, args: dict, check: bool = False, diff: bool = False, timeout: float = 600, environment: dict | None = None
+) -> ModuleResult:
+    """Run ``dualboot.db.<module>`` with ``args`` on localhost and return its registered result.
+
+    A failing module does not raise: look at ``.failed`` and ``.msg``. ``.output`` is everything
+    ansible-playbook printed, for tests that assert no secret is shown.
+    """
+    name = module if "." in module else f"dualboot.db.{module}"
+    work = Path(tempfile.mkdtemp(prefix="dualboot-ansible-"))
+    os.chmod(work, 0o700)
+    try:
+        out = work / "result.json"
+        task = {"name": "module under test", name: args, "register": "r", "ignore_errors": True}
+        if environment:
+            task["environment"] = environment
+        play = [
+            {
+                "hosts": "localhost",
+                "gather_facts": False,
+                "connection": "local",
+                "tasks": [
+                    task,
+                    {
+                        "name": "save result",
+                        "check_mode": False,
+                        "no_log": True,
+                        "ansible.builtin.copy": {"content": "{{ r | to_json }}", "dest": str(out), "mode": "0600"},
+                    },
+                ],
+            }
+        ]
+        (work / "play.yml").write_text(json.dumps(play))
+        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(work / "play.yml")]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(work), cwd=ROOT, timeout=timeout)
+        output = proc.stdout + proc.stderr
+        if not out.exists():
+            raise AssertionError(f"ansible-playbook did not run the module (rc={proc.returncode}):\n{output[-4000:]}")
+        return ModuleResult(json.loads(out.read_text()), output, proc.returncode)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_playbook(
+    playbook: str | Path,
+    extra_vars: dict | None = None,
+    inventory: str = "localhost,",
+    check: bool = False,
+    timeout: float = 1800,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess:
+    """Run a playbook (a path, or the FQCN ``dualboot.db.<name>``); extra vars go through a 0600 file."""
+    work = Path(tempfile.mkdtemp(prefix="dualboot-ansible-"))
+    os.chmod(work, 0o700)
+    try:
+        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(playbook)]
+        if extra_vars:
+            vf = work / "vars.json"
+            vf.write_text(json.dumps(extra_vars))
+            os.chmod(vf, 0o600)
+            cmd += ["-e", f"@{vf}"]
+        if check:
+            cmd.append("--check")
+        return subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(work), cwd=cwd or ROOT, timeout=timeout)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

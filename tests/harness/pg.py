@@ -1,0 +1,234 @@
+"""Throwaway PostgreSQL 15 clusters: initdb/pg_ctl as an unprivileged user, loopback, random port.
+
+Every cluster has ``wal_level=logical`` and password (scram) authentication over TCP, so tests can
+exercise logical replication and wrong-password handling. ``DUALBOOT_TEST_PG_URI`` replaces the
+started cluster by an external server (tests that need their own cluster then skip, saying why).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+from .net import free_port
+
+PG_BIN_CANDIDATES = [os.environ.get("DUALBOOT_PG_BIN", ""), "/usr/lib/postgresql/15/bin"]
+OS_USER = os.environ.get("DUALBOOT_PG_OS_USER", "dualboot")
+
+
+def pg_bin() -> Path:
+    for c in PG_BIN_CANDIDATES:
+        if c and (Path(c) / "initdb").exists():
+            return Path(c)
+    raise RuntimeError("PostgreSQL 15 server binaries not found (looked in /usr/lib/postgresql/15/bin): run `make setup`")
+
+
+def _run_as_owner() -> dict:
+    """subprocess kwargs that drop root to the unprivileged cluster owner (PostgreSQL refuses root)."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pw = pwd.getpwnam(OS_USER)
+    except KeyError:
+        raise RuntimeError(f"running as root needs the unprivileged user {OS_USER!r} to own clusters: run `make setup`") from None
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+
+def _chown(path: Path) -> None:
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam(OS_USER)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+@dataclass
+class PgDatabase:
+    """One database on a server, with what tests need to reach it."""
+
+    server: object
+    name: str
+
+    @property
+    def params(self) -> dict:
+        """Module connection options for this database."""
+        return {**self.server.login_params(), "login_db": self.name}
+
+    @property
+    def conn(self):
+        """A ``PgConnection`` (the collection's own settings object)."""
+        from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection
+
+        return PgConnection(
+            dbname=self.name, host=self.server.host, port=self.server.port, user=self.server.user, password=self.server.password
+        )
+
+    @property
+    def uri(self) -> str:
+        return self.server.uri(self.name)
+
+    def connect(self, autocommit: bool = True):
+        import psycopg
+
+        return psycopg.connect(self.uri, autocommit=autocommit)
+
+    def execute(self, sql: str, params=None) -> None:
+        with self.connect() as c:
+            c.execute(sql, params)
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        with self.connect() as c:
+            return c.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params=None):
+        rows = self.query(sql, params)
+        return rows[0][0] if rows else None
+
+
+class _Server:
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def login_params(self) -> dict:
+        return {"login_host": self.host, "login_port": self.port, "login_user": self.user, "login_password": self.password}
+
+    def uri(self, dbname: str = "postgres") -> str:
+        return f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}@{self.host}:{self.port}/{quote(dbname, safe='')}"
+
+    def db(self, name: str) -> PgDatabase:
+        return PgDatabase(self, name)
+
+    def create_database(self, name: str | None = None, template: str | None = None) -> PgDatabase:
+        import psycopg
+        from psycopg import sql
+
+        name = name or f"t_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.uri(), autocommit=True) as c:
+            stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+            if template:
+                stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+            c.execute(stmt)
+        return PgDatabase(self, name)
+
+    def drop_database(self, name: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.uri(), autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def databases(self) -> list[str]:
+        import psycopg
+
+        with psycopg.connect(self.uri(), autocommit=True) as c:
+            return [r[0] for r in c.execute("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")]
+
+
+class PgCluster(_Server):
+    """A PostgreSQL cluster owned by this test run."""
+
+    external = False
+
+    def __init__(self, settings: dict | None = None, name: str = "pg") -> None:
+        self.host = "127.0.0.1"
+        self.user = "postgres"
+        self.password = secrets.token_urlsafe(12)
+        self.settings = settings or {}
+        self.name = name
+        self.base = Path(tempfile.mkdtemp(prefix=f"dualboot-{name}-"))
+        self.data = self.base / "data"
+        self.socket_dir = self.base / "run"
+        self.log = self.base / "server.log"
+        self.port = 0
+        self.bin = pg_bin()
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=self.base, **_run_as_owner())
+        if proc.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+        return proc
+
+    def start(self) -> PgCluster:
+        os.chmod(self.base, 0o700)
+        self.socket_dir.mkdir()
+        _chown(self.base)
+        _chown(self.socket_dir)
+        pwfile = self.base / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        os.chmod(pwfile, 0o600)
+        _chown(pwfile)
+        self._run(
+            self.bin / "initdb",
+            "-D",
+            self.data,
+            "-U",
+            self.user,
+            "--pwfile",
+            pwfile,
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        )
+        pwfile.unlink()
+        for attempt in range(5):
+            self.port = free_port()
+            conf = {
+                "listen_addresses": "'127.0.0.1'",
+                "port": str(self.port),
+                "unix_socket_directories": f"'{self.socket_dir}'",
+                "wal_level": "logical",
+                "max_wal_senders": "10",
+                "max_replication_slots": "10",
+                "fsync": "off",
+                "synchronous_commit": "off",
+                "full_page_writes": "off",
+                "shared_buffers": "64MB",
+                "max_connections": "60",
+            }
+            conf.update({k: str(v) for k, v in self.settings.items()})
+            with open(self.data / "postgresql.auto.conf", "w") as f:
+                f.write("".join(f"{k} = {v}\n" for k, v in conf.items()))
+            try:
+                self._run(self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start")
+                return self
+            except RuntimeError:
+                if attempt == 4 or "could not bind" not in self.log.read_text(errors="replace"):
+                    raise RuntimeError(f"cluster {self.name} did not start; log:\n{self.log.read_text(errors='replace')[-2000:]}") from None
+        return self
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            subprocess.run(
+                [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"], capture_output=True, **_run_as_owner()
+            )
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def restart(self) -> None:
+        self._run(self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "-m", "fast", "restart")
+
+
+class ExternalPg(_Server):
+    """A server given by DUALBOOT_TEST_PG_URI (a superuser connection)."""
+
+    external = True
+
+    def __init__(self, uri: str) -> None:
+        parts = urlsplit(uri)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 5432
+        self.user = unquote(parts.username or "postgres")
+        self.password = unquote(parts.password or "")
+        self.name = "external"
+
+    def stop(self) -> None:
+        pass
