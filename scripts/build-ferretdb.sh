@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the FerretDB server from the Go module proxy through our tiny main (tools/ferretdb),
 # cached by the hash of its sources; the result is linked as .cache/bin/ferretdb.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 src=$ROOT/tools/ferretdb

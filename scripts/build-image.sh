@@ -2,6 +2,7 @@
 # Build the molecule base image without a registry: debootstrap Debian bookworm, add python3 with
 # psycopg and pymongo, postgresql-15, pgbouncer and our FerretDB binary, then `docker import` it.
 # Tagged by the hash of its inputs; a second run with unchanged inputs only checks the tag.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 ferretdb=$(readlink -f "$LOCAL_CACHE/bin/ferretdb")

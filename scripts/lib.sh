@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this file
 # Shared helpers for the project's scripts (sourced, not run).
 set -euo pipefail
 

@@ -2,13 +2,14 @@
 # Install everything the tests and the demo need. Idempotent: a second run only checks and reuses caches.
 #   scripts/setup.sh            system packages, venv, FerretDB binary
 #   scripts/setup.sh --image    ... and the molecule base image (needs dockerd; started and stopped here)
+# shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 want_image=0
 [ "${1:-}" = "--image" ] && want_image=1
 
 # --- Debian packages -------------------------------------------------------------------------
-pkgs=(postgresql-15 postgresql-client-15 postgresql-contrib pgbouncer docker.io debootstrap rsync python3-venv)
+pkgs=(shellcheck postgresql-15 postgresql-client-15 postgresql-contrib pgbouncer docker.io debootstrap rsync python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run a command with a Docker engine available: start dockerd when none answers, and stop it
 # afterwards only if we started it.
+# shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 [ $# -gt 0 ] || die "usage: with-dockerd.sh COMMAND [ARGS...]"
@@ -20,8 +21,9 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || die "dockerd did not answer within 30 s; see $CACHE_HOME/dockerd.log"
 fi
 
+# shellcheck disable=SC2317  # called through the EXIT trap
 stop() {
-  if [ $started -eq 1 ]; then
+  if [ "$started" -eq 1 ]; then
     say "stopping the dockerd we started"
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done

@@ -59,7 +59,7 @@ options:
     type: int
     default: 10
   connect_params:
-    description: Further libpq connection parameters, for example C({target_session_attrs: read-write}).
+    description: "Further libpq connection parameters, for example C({target_session_attrs: read-write})."
     type: dict
     default: {}
 requirements:

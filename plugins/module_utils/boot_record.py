@@ -44,12 +44,16 @@ def load_record(path: str) -> dict:
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
     except (OSError, ValueError) as exc:
-        raise IntegrityError(f"boot record {path} is not readable JSON: {exc}",
-                             hint="restore it from its backup copy or fix it by hand; it is never overwritten silently.") from None
+        raise IntegrityError(
+            f"boot record {path} is not readable JSON: {exc}",
+            hint="restore it from its backup copy or fix it by hand; it is never overwritten silently.",
+        ) from None
     problems = validate(record)
     if problems:
-        raise IntegrityError(f"boot record {path} is invalid: {'; '.join(problems)}",
-                             hint="restore it from its backup copy or fix it by hand; it is never overwritten silently.")
+        raise IntegrityError(
+            f"boot record {path} is invalid: {'; '.join(problems)}",
+            hint="restore it from its backup copy or fix it by hand; it is never overwritten silently.",
+        )
     return record
 
 
@@ -87,8 +91,12 @@ def default_entry(record: dict) -> tuple[str, dict]:
 
 def same_postgresql_database(entry: dict, host: str, port: int, dbname: str) -> bool:
     """Whether a PostgreSQL entry names this database (empty host means the local socket)."""
+
     def norm(h: str | None) -> str:
         return "localhost" if h in (None, "", "127.0.0.1", "::1") or str(h).startswith("/") else str(h)
 
-    return (norm(entry.get("login_unix_socket") or entry.get("login_host")), int(entry.get("login_port", 5432)),
-            entry.get("login_db")) == (norm(host), int(port), dbname)
+    return (norm(entry.get("login_unix_socket") or entry.get("login_host")), int(entry.get("login_port", 5432)), entry.get("login_db")) == (
+        norm(host),
+        int(port),
+        dbname,
+    )

@@ -165,7 +165,7 @@ def connect(conn: MongoConnection) -> Any:
         ) from None
     except mongo_errors.PyMongoError as exc:
         raise ConnectionFailed(
-            f"cannot reach MongoDB at {conn.label()}: {str(exc).split(', Timeout')[0]}",
+            f"cannot reach MongoDB at {conn.label()}: {str(exc).split(', Timeout', maxsplit=1)[0]}",
             hint="check that the server runs and is reachable (login_uri or login_host/login_port, firewall, TLS options).",
         ) from None
     return client

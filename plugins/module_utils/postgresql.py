@@ -18,12 +18,10 @@ from ansible_collections.dualboot.db.plugins.module_utils.errors import Connecti
 
 try:
     import psycopg
-    from psycopg import sql  # noqa: F401 - re-exported for the library modules
 
     PSYCOPG_IMPORT_ERROR = None
 except ImportError:  # pragma: no cover - exercised only where psycopg is missing
     psycopg = None
-    sql = None
     PSYCOPG_IMPORT_ERROR = traceback.format_exc()
 
 APPLICATION_NAME = "dualboot.db"

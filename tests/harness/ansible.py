@@ -98,7 +98,7 @@ def run_module(
             cmd.append("--check")
         if diff:
             cmd.append("--diff")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(work), cwd=ROOT, timeout=timeout)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=ansible_env(work), cwd=ROOT, timeout=timeout)
         output = proc.stdout + proc.stderr
         if not out.exists():
             raise AssertionError(f"ansible-playbook did not run the module (rc={proc.returncode}):\n{output[-4000:]}")
@@ -127,6 +127,6 @@ def run_playbook(
             cmd += ["-e", f"@{vf}"]
         if check:
             cmd.append("--check")
-        return subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(work), cwd=cwd or ROOT, timeout=timeout)
+        return subprocess.run(cmd, check=False, capture_output=True, text=True, env=ansible_env(work), cwd=cwd or ROOT, timeout=timeout)
     finally:
         shutil.rmtree(work, ignore_errors=True)

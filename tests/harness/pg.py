@@ -151,7 +151,7 @@ class PgCluster(_Server):
         self.bin = pg_bin()
 
     def _run(self, *args: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=self.base, **_run_as_owner())
+        proc = subprocess.run([str(a) for a in args], check=False, capture_output=True, text=True, cwd=self.base, **_run_as_owner())
         if proc.returncode != 0:
             raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
         return proc
@@ -209,7 +209,10 @@ class PgCluster(_Server):
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             subprocess.run(
-                [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"], capture_output=True, **_run_as_owner()
+                [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"],
+                check=False,
+                capture_output=True,
+                **_run_as_owner(),
             )
         shutil.rmtree(self.base, ignore_errors=True)
 
