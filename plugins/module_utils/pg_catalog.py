@@ -1,0 +1,394 @@
+# Copyright: dualboot.db contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read the schema of a PostgreSQL database: one batched catalog query per object kind.
+
+Everything is read in one ``REPEATABLE READ READ ONLY`` transaction, so the picture is consistent
+and nothing is changed. Schemas are filtered in SQL; the system schemas, our own ``dualboot``
+schema, objects owned by extensions and the freeze guard triggers are left out.
+
+The result is a *snapshot*: ``{"server_version": int, "objects": {kind: {key: obj}}}`` where each
+``obj`` is ``{"kind", "schema", "name", "attrs": {...}, "info": {...}}``. ``attrs`` are compared by
+the diff engine (one change record per differing attribute); ``info`` carries what SQL generation
+needs (parent table, definitions, dependencies) and is never compared.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect, server_version
+
+OWN_SCHEMA = "dualboot"
+KINDS = (
+    "schema",
+    "extension",
+    "enum",
+    "domain",
+    "composite_type",
+    "sequence",
+    "function",
+    "procedure",
+    "table",
+    "column",
+    "constraint",
+    "index",
+    "view",
+    "materialized_view",
+    "trigger",
+    "policy",
+)
+
+# Schema filter shared by every query: %(schemas)s is NULL (all user schemas) or a text[].
+_NS = """({n}.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'dualboot')
+  AND {n}.nspname NOT LIKE 'pg\\_temp\\_%%' AND {n}.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'
+  AND (%(schemas)s::text[] IS NULL OR {n}.nspname = ANY(%(schemas)s::text[])))"""
+
+
+def _not_ext(catalog: str, oid: str) -> str:
+    return f"NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = '{catalog}'::regclass AND dep.objid = {oid} AND dep.deptype = 'e')"
+
+
+def _acl(expr: str) -> str:
+    return f"(SELECT array_agg(a ORDER BY a) FROM unnest({expr}::text[]) a)"
+
+
+Q_SCHEMAS = f"""
+SELECT n.nspname, pg_get_userbyid(n.nspowner), {_acl("n.nspacl")}, obj_description(n.oid, 'pg_namespace')
+FROM pg_namespace n WHERE {_NS.format(n="n")} AND {_not_ext("pg_namespace", "n.oid")}
+"""
+
+Q_EXTENSIONS = f"""
+SELECT e.extname, e.extversion, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+WHERE {_NS.format(n="n")} OR (%(schemas)s::text[] IS NULL AND n.nspname = 'pg_catalog')
+"""
+
+Q_TABLES = f"""
+SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity,
+  CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
+  c.relispartition, pg_get_expr(c.relpartbound, c.oid),
+  (SELECT array_agg(format('%%I.%%I', pn.nspname, pc.relname) ORDER BY i.inhseqno)
+     FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+    WHERE i.inhrelid = c.oid),
+  (SELECT array_agg(o ORDER BY o) FROM unnest(c.reloptions) o),
+  pg_get_userbyid(c.relowner), {_acl("c.relacl")}, obj_description(c.oid, 'pg_class')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
+"""
+
+Q_COLUMNS = f"""
+SELECT n.nspname, c.relname, a.attname, a.attnum,
+  row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum),
+  format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid),
+  a.attidentity, a.attgenerated,
+  CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 THEN
+    (SELECT format('%%I.%%I', cn.nspname, co.collname) FROM pg_collation co
+       JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) END,
+  a.attislocal, col_description(c.oid, a.attnum), {_acl("a.attacl")}
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+  AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
+"""
+
+Q_CONSTRAINTS = f"""
+SELECT n.nspname, c.relname, co.conname, co.contype, pg_get_constraintdef(co.oid), co.condeferrable,
+  co.condeferred, co.convalidated, obj_description(co.oid, 'pg_constraint'),
+  CASE WHEN co.contype = 'f' THEN (SELECT format('%%I.%%I', fn.nspname, fc.relname) FROM pg_class fc
+    JOIN pg_namespace fn ON fn.oid = fc.relnamespace WHERE fc.oid = co.confrelid) END
+FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE co.contype IN ('p', 'u', 'f', 'c', 'x') AND co.conislocal AND co.conparentid = 0
+  AND c.relkind IN ('r', 'p') AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
+"""
+
+Q_INDEXES = f"""
+SELECT n.nspname, ic.relname, c.relname, am.amname, i.indisunique, pg_get_expr(i.indpred, i.indrelid),
+  pg_get_indexdef(i.indexrelid), obj_description(ic.oid, 'pg_class')
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = ic.relnamespace JOIN pg_am am ON am.oid = ic.relam
+WHERE c.relkind IN ('r', 'p', 'm') AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.conrelid = i.indrelid
+                  AND co.contype IN ('p', 'u', 'x'))
+  AND NOT EXISTS (SELECT 1 FROM pg_inherits inh WHERE inh.inhrelid = i.indexrelid)
+"""
+
+Q_VIEWS = f"""
+SELECT c.oid, n.nspname, c.relname, c.relkind, pg_get_viewdef(c.oid), obj_description(c.oid, 'pg_class'),
+  pg_get_userbyid(c.relowner), {_acl("c.relacl")},
+  (SELECT array_agg(DISTINCT format('%%I.%%I', dn.nspname, dc.relname))
+     FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+     JOIN pg_class dc ON dc.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass
+     JOIN pg_namespace dn ON dn.oid = dc.relnamespace
+    WHERE r.ev_class = c.oid AND d.refobjid <> c.oid),
+  (SELECT array_agg(o ORDER BY o) FROM unnest(c.reloptions) o)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('v', 'm') AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
+"""
+
+Q_SEQUENCES = f"""
+SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
+  s.seqcache, s.seqcycle, c.relpersistence,
+  (SELECT format('%%I.%%I.%%I', tn.nspname, tc.relname, a.attname) FROM pg_depend d
+     JOIN pg_class tc ON tc.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+     JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
+      AND d.deptype = 'a' AND d.refobjsubid > 0),
+  obj_description(c.oid, 'pg_class'), pg_get_userbyid(c.relowner), {_acl("c.relacl")}
+FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i')
+"""
+
+Q_FUNCTIONS = f"""
+SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind,
+  pg_get_function_result(p.oid), l.lanname, p.provolatile, p.proisstrict, p.prosecdef, p.proparallel,
+  (SELECT array_agg(x ORDER BY x) FROM unnest(p.proconfig) x),
+  CASE WHEN p.prosqlbody IS NOT NULL THEN pg_get_function_sqlbody(p.oid) ELSE p.prosrc END,
+  CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_get_functiondef(p.oid) END,
+  obj_description(p.oid, 'pg_proc'), pg_get_userbyid(p.proowner), {_acl("p.proacl")}, p.oid
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+WHERE {_NS.format(n="n")} AND {_not_ext("pg_proc", "p.oid")}
+"""
+
+Q_TRIGGERS = f"""
+SELECT n.nspname, c.relname, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled, obj_description(t.oid, 'pg_trigger')
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
+  AND NOT EXISTS (SELECT 1 FROM pg_proc fp JOIN pg_namespace fn ON fn.oid = fp.pronamespace
+                  WHERE fp.oid = t.tgfoid AND fn.nspname = 'dualboot')
+"""
+
+Q_TYPES = f"""
+SELECT n.nspname, t.typname, t.typtype,
+  CASE WHEN t.typtype = 'e' THEN (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid)
+       WHEN t.typtype = 'c' THEN (SELECT array_agg(format('%%I %%s', a.attname, format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
+                                   FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)
+       WHEN t.typtype = 'd' THEN (SELECT array_agg(format('%%I %%s', co.conname, pg_get_constraintdef(co.oid)) ORDER BY co.conname)
+                                   FROM pg_constraint co WHERE co.contypid = t.oid) END,
+  CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END,
+  t.typnotnull, t.typdefault,
+  CASE WHEN t.typtype = 'd' AND t.typcollation <> 0
+        AND t.typcollation <> (SELECT bt.typcollation FROM pg_type bt WHERE bt.oid = t.typbasetype)
+    THEN (SELECT format('%%I.%%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+          WHERE co.oid = t.typcollation) END,
+  obj_description(t.oid, 'pg_type'), pg_get_userbyid(t.typowner), {_acl("t.typacl")}
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
+  AND {_NS.format(n="n")} AND {_not_ext("pg_type", "t.oid")}
+"""
+
+Q_POLICIES = f"""
+SELECT n.nspname, c.relname, p.polname, p.polcmd, p.polpermissive,
+  (SELECT array_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END ORDER BY 1) FROM unnest(p.polroles) r),
+  pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE {_NS.format(n="n")}
+"""
+
+_RELKIND = {"r": "table", "p": "partitioned table"}
+_VOLATILITY = {"i": "immutable", "s": "stable", "v": "volatile"}
+_PARALLEL = {"s": "safe", "r": "restricted", "u": "unsafe"}
+_PROKIND = {"f": "function", "p": "procedure", "a": "aggregate", "w": "function"}
+_CONTYPE = {"p": "primary key", "u": "unique", "f": "foreign key", "c": "check", "x": "exclusion"}
+_POLCMD = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
+_TRIGGER_ENABLED = {"O": "enabled", "D": "disabled", "R": "replica", "A": "always"}
+_CONSTRAINT_TAIL = re.compile(r"(?: DEFERRABLE)?(?: INITIALLY DEFERRED)?(?: NOT VALID)?$")
+_INDEX_USING = re.compile(r" USING (\w+) (.*)$", re.S)
+
+
+def qident(name: str) -> str:
+    """Quote an identifier the way PostgreSQL's quote_ident does (for suggested SQL text)."""
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) and name not in _RESERVED:
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+# Reserved words that must be quoted when used as identifiers (the common ones in schemas).
+_RESERVED = frozenset(
+    "all analyse analyze and any array as asc asymmetric both case cast check collate column constraint create "
+    "current_catalog current_date current_role current_time current_timestamp current_user default deferrable desc "
+    "distinct do else end except false fetch for foreign from grant group having in initially intersect into lateral "
+    "leading limit localtime localtimestamp not null offset on only or order placing primary references returning "
+    "select session_user some symmetric table then to trailing true union unique user using variadic when where "
+    "window with authorization binary collation concurrently cross current_schema freeze full ilike inner is isnull "
+    "join left like natural notnull outer overlaps right similar tablesample verbose".split()
+)
+
+
+def qname(schema: str, name: str) -> str:
+    return f"{qident(schema)}.{qident(name)}"
+
+
+def _obj(kind: str, schema: str, name: str, attrs: dict, info: dict | None = None) -> dict:
+    return {"kind": kind, "schema": schema, "name": name, "attrs": attrs, "info": info or {}}
+
+
+def _owner_attrs(attrs: dict, owner: Any, acl: Any, with_grants: bool) -> None:
+    if with_grants:
+        attrs["owner"] = owner
+        attrs["grants"] = list(acl) if acl else []
+
+
+def _add(objects: dict, obj: dict) -> None:
+    objects[obj["kind"]][(obj["schema"], obj["name"])] = obj
+
+
+def column_definition(attrs: dict) -> str:
+    """``type [COLLATE c] [GENERATED ...|DEFAULT ...] [NOT NULL]`` of a column's attributes."""
+    parts = [attrs["type"]]
+    if attrs.get("collation"):
+        parts.append(f"COLLATE {attrs['collation']}")
+    if attrs.get("generated"):
+        parts.append(f"GENERATED ALWAYS AS ({attrs['generated']}) STORED")
+    elif attrs.get("identity"):
+        parts.append(f"GENERATED {attrs['identity'].upper()} AS IDENTITY")
+    elif attrs.get("default") is not None:
+        parts.append(f"DEFAULT {attrs['default']}")
+    if not attrs["nullable"] and not attrs.get("identity"):
+        parts.append("NOT NULL")
+    return " ".join(parts)
+
+
+def read_snapshot(
+    conn: PgConnection, schemas: list | None = None, include_owners_and_grants: bool = False, check_column_order: bool = False
+) -> dict:
+    """Connect, read the whole schema in one read-only snapshot transaction, and return a snapshot."""
+    started = time.monotonic()
+    with connect(conn) as db:
+        db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # Like pg_dump: an empty search path makes every name in definitions schema-qualified.
+        db.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+        cur = db.cursor()
+        version = server_version(cur)
+        snap = collect(cur, schemas, include_owners_and_grants, check_column_order)
+        db.execute("COMMIT")
+    snap["server_version"] = version
+    snap["seconds"] = round(time.monotonic() - started, 3)
+    return snap
+
+
+def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_column_order: bool = False) -> dict:
+    """Run the per-kind catalog queries on an open cursor (inside the caller's snapshot)."""
+    p = {"schemas": list(schemas) if schemas else None}
+    objects: dict = {k: {} for k in KINDS}
+
+    def rows(sql: str) -> list:
+        cur.execute(sql, p)
+        return cur.fetchall()
+
+    for nsp, owner, acl, comment in rows(Q_SCHEMAS):
+        attrs = {"comment": comment}
+        _owner_attrs(attrs, owner, acl, with_grants)
+        _add(objects, _obj("schema", nsp, nsp, attrs))
+
+    for name, version, nsp in rows(Q_EXTENSIONS):
+        _add(objects, _obj("extension", nsp, name, {"version": version, "schema": nsp}, {"definition": f"{name} {version}"}))
+
+    for nsp, name, typtype, items, base, notnull, default, collation, comment, owner, acl in rows(Q_TYPES):
+        if typtype == "e":
+            attrs = {"labels": list(items or []), "comment": comment}
+            kind, definition = "enum", "ENUM (" + ", ".join(items or []) + ")"
+        elif typtype == "c":
+            attrs = {"attributes": list(items or []), "comment": comment}
+            kind, definition = "composite_type", "(" + ", ".join(items or []) + ")"
+        else:
+            attrs = {"base_type": base, "not_null": notnull, "default": default, "collation": collation,
+                     "constraints": list(items or []), "comment": comment}  # fmt: skip
+            kind, definition = "domain", f"DOMAIN {base}"
+        _owner_attrs(attrs, owner, acl, with_grants)
+        _add(objects, _obj(kind, nsp, name, attrs, {"definition": definition}))
+
+    for nsp, name, typ, start, inc, mn, mx, cache, cycle, persistence, owned, comment, owner, acl in rows(Q_SEQUENCES):
+        attrs = {"type": typ, "start": start, "increment": inc, "minvalue": mn, "maxvalue": mx, "cache": cache, "cycle": cycle,
+                 "persistence": "unlogged" if persistence == "u" else "permanent", "owned_by": owned, "comment": comment}  # fmt: skip
+        _owner_attrs(attrs, owner, acl, with_grants)
+        _add(objects, _obj("sequence", nsp, name, attrs, {"definition": f"{typ} START {start} INCREMENT {inc}"}))
+
+    for row in rows(Q_FUNCTIONS):
+        nsp, name, args, prokind, result, lang, vol, strict, secdef, parallel, config, body, fdef, comment, owner, acl, oid = row
+        attrs = {"returns": result, "language": lang, "volatility": _VOLATILITY[vol], "strict": strict, "security_definer": secdef,
+                 "parallel": _PARALLEL[parallel], "config": list(config or []), "body": body, "comment": comment}  # fmt: skip
+        if prokind == "p":
+            for k in ("returns", "volatility", "strict", "parallel"):
+                attrs.pop(k)
+        _owner_attrs(attrs, owner, acl, with_grants)
+        sig = f"{name}({args})"
+        kind = "procedure" if prokind == "p" else "aggregate" if prokind == "a" else "function"
+        _add(objects, _obj(kind if kind != "aggregate" else "function", nsp, sig, attrs,
+                           {"definition": fdef, "proname": name, "args": args, "prokind": prokind, "oid": oid}))  # fmt: skip
+
+    for row in rows(Q_TABLES):
+        oid, nsp, name, relkind, persistence, rls, force, partkey, ispart, bound, parents, options, owner, acl, comment = row
+        attrs = {
+            "kind": _RELKIND[relkind],
+            "persistence": "unlogged" if persistence == "u" else "permanent",
+            "partition_key": partkey,
+            "partition_of": parents[0] if ispart and parents else None,
+            "partition_bound": bound if ispart else None,
+            "inherits": [] if ispart else list(parents or []),
+            "row_security": rls,
+            "force_row_security": force,
+            "options": list(options or []),
+            "comment": comment,
+        }
+        _owner_attrs(attrs, owner, acl, with_grants)
+        _add(objects, _obj("table", nsp, name, attrs, {"oid": oid, "columns": []}))
+
+    for row in rows(Q_COLUMNS):
+        nsp, table, name, attnum, position, typ, notnull, default, identity, generated, collation, local, comment, acl = row
+        tinfo = objects["table"].get((nsp, table))
+        if tinfo is not None:
+            tinfo["info"]["columns"].append(name)
+        if not local:
+            continue  # inherited from a parent (partitions, inheritance): reported once, on the parent
+        attrs = {
+            "type": typ,
+            "nullable": not notnull,
+            "default": None if generated == "s" or identity else default,
+            "identity": {"a": "always", "d": "by default"}.get(identity),
+            "generated": default if generated == "s" else None,
+            "collation": collation,
+            "comment": comment,
+        }
+        if check_column_order:
+            attrs["position"] = position
+        if with_grants:
+            attrs["grants"] = list(acl) if acl else []
+        info = {"table": table, "column": name, "attnum": attnum, "definition": column_definition(attrs)}
+        _add(objects, _obj("column", nsp, f"{table}.{name}", attrs, info))
+
+    for nsp, table, name, contype, condef, deferrable, deferred, validated, comment, ref in rows(Q_CONSTRAINTS):
+        body = _CONSTRAINT_TAIL.sub("", condef)
+        attrs = {"type": _CONTYPE[contype], "definition": body, "deferrable": deferrable, "initially_deferred": deferred,
+                 "validated": validated, "comment": comment}  # fmt: skip
+        info = {"table": table, "constraint": name, "contype": contype, "full": condef, "references": ref, "definition": condef}
+        _add(objects, _obj("constraint", nsp, f"{table}.{name}", attrs, info))
+
+    for nsp, name, table, method, unique, predicate, idef, comment in rows(Q_INDEXES):
+        m = _INDEX_USING.search(idef)
+        keys = m.group(2) if m else idef
+        if predicate and keys.endswith(f" WHERE {predicate}"):
+            keys = keys[: -len(f" WHERE {predicate}")]
+        elif " WHERE " in keys:
+            keys = keys.split(" WHERE ", 1)[0]
+        attrs = {"table": table, "method": method, "unique": unique, "keys": keys, "predicate": predicate, "comment": comment}
+        _add(objects, _obj("index", nsp, name, attrs, {"table": table, "definition": idef}))
+
+    for oid, nsp, name, relkind, vdef, comment, owner, acl, deps, options in rows(Q_VIEWS):
+        kind = "view" if relkind == "v" else "materialized_view"
+        attrs = {"definition": vdef, "options": list(options or []), "comment": comment}
+        _owner_attrs(attrs, owner, acl, with_grants)
+        _add(objects, _obj(kind, nsp, name, attrs, {"oid": oid, "depends_on": sorted(deps or []), "definition": vdef}))
+
+    for nsp, table, name, definition, enabled, comment in rows(Q_TRIGGERS):
+        attrs = {"definition": definition, "enabled": _TRIGGER_ENABLED.get(enabled, enabled), "comment": comment}
+        _add(objects, _obj("trigger", nsp, f"{table}.{name}", attrs, {"table": table, "trigger": name, "definition": definition}))
+
+    for nsp, table, name, cmd, permissive, roles, using, check in rows(Q_POLICIES):
+        attrs = {"command": _POLCMD[cmd], "permissive": permissive, "roles": list(roles or []), "using": using, "with_check": check}
+        definition = f"FOR {attrs['command']} TO {', '.join(attrs['roles'])}"
+        _add(objects, _obj("policy", nsp, f"{table}.{name}", attrs, {"table": table, "policy": name, "definition": definition}))
+
+    return {"objects": objects, "schemas": p["schemas"], "counts": {k: len(v) for k, v in objects.items() if v}}

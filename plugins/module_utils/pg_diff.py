@@ -1,0 +1,1015 @@
+# Copyright: dualboot.db contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Diff two schema snapshots (see pg_catalog): change records, hazards, possible renames,
+a human summary and suggested forward SQL (source -> target) in dependency order.
+
+Change record::
+
+    {"kind": "column", "schema": "public", "name": "users.user_name", "change": "removed",
+     "attribute": None, "before": "character varying(255)", "after": None, "hazards": ["deletes_data", ...]}
+
+``modified`` records carry one differing ``attribute`` each. Sub-objects of a table (column,
+constraint, trigger, policy) are named ``table.object``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ansible_collections.dualboot.db.plugins.module_utils import expectations
+from ansible_collections.dualboot.db.plugins.module_utils.errors import IntegrityError
+from ansible_collections.dualboot.db.plugins.module_utils.pg_catalog import KINDS, column_definition, qident, qname, read_snapshot
+from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, from_params
+
+HAZARDS = (
+    "deletes_data",
+    "rewrites_table",
+    "access_exclusive_lock",
+    "builds_index",
+    "may_fail_on_existing_data",
+    "breaks_dependents",
+)
+HAZARD_TEXT = {
+    "deletes_data": "deletes data",
+    "rewrites_table": "rewrites the table",
+    "access_exclusive_lock": "takes an ACCESS EXCLUSIVE lock",
+    "builds_index": "builds an index",
+    "may_fail_on_existing_data": "may fail on existing data",
+    "breaks_dependents": "breaks dependent objects",
+}
+CHANGE_ORDER = {"removed": 0, "added": 1, "modified": 2}
+KIND_ORDER = {k: i for i, k in enumerate(KINDS)}
+SUB_KINDS = ("column", "constraint", "trigger", "policy")
+
+# Type changes PostgreSQL makes without rewriting the table (binary coercible, or a wider limit).
+_VARCHAR = re.compile(r"character varying(?:\((\d+)\))?$")
+_NUMERIC = re.compile(r"numeric(?:\((\d+),(\d+)\))?$")
+
+
+def diff(source: dict, target: dict) -> list[dict]:
+    """Change records turning ``source`` into ``target``, sorted stably."""
+    records = []
+    for kind in KINDS:
+        a = source["objects"].get(kind, {})
+        b = target["objects"].get(kind, {})
+        for key in a.keys() - b.keys():
+            o = a[key]
+            records.append(_record(o, "removed", None, o["info"].get("definition") or _brief(o), None))
+        for key in b.keys() - a.keys():
+            o = b[key]
+            records.append(_record(o, "added", None, None, o["info"].get("definition") or _brief(o)))
+        for key in a.keys() & b.keys():
+            oa, ob = a[key], b[key]
+            for attr in sorted(oa["attrs"].keys() | ob["attrs"].keys()):
+                va, vb = oa["attrs"].get(attr), ob["attrs"].get(attr)
+                if va != vb:
+                    records.append(_record(ob, "modified", attr, va, vb))
+    for r in records:
+        r["hazards"] = hazards_of(r, source, target)
+    flag_possible_renames(records, source, target)
+    return sort_records(records)
+
+
+def _brief(obj: dict) -> str:
+    if obj["kind"] == "column":
+        return column_definition(obj["attrs"])
+    return obj["kind"]
+
+
+def _record(obj: dict, change: str, attribute: str | None, before: Any, after: Any) -> dict:
+    return {
+        "kind": obj["kind"],
+        "schema": obj["schema"],
+        "name": obj["name"],
+        "change": change,
+        "attribute": attribute,
+        "before": before,
+        "after": after,
+        "hazards": [],
+    }
+
+
+def sort_records(records: list[dict]) -> list[dict]:
+    return sorted(
+        records,
+        key=lambda r: (KIND_ORDER.get(r["kind"], 99), r["schema"], r["name"], CHANGE_ORDER[r["change"]], r["attribute"] or ""),
+    )
+
+
+# --- hazards -------------------------------------------------------------------------------------
+
+
+def _type_change_rewrites(before: str, after: str) -> tuple[bool, bool]:
+    """(rewrites_table, may_fail) for ALTER COLUMN TYPE before -> after."""
+    vb, va = _VARCHAR.match(before or ""), _VARCHAR.match(after or "")
+    if vb and (after == "text" or (va and (va.group(1) is None or (vb.group(1) and int(va.group(1)) >= int(vb.group(1)))))):
+        return False, False
+    if vb and va:  # shorter limit: checked against every row, no rewrite
+        return False, True
+    if before == "text" and va and va.group(1) is None:
+        return False, False
+    nb, na = _NUMERIC.match(before or ""), _NUMERIC.match(after or "")
+    if nb and na and na.group(1) is None:
+        return False, False
+    if nb and na and nb.group(1) and int(na.group(2)) == int(nb.group(2)) and int(na.group(1)) >= int(nb.group(1)):
+        return False, False
+    return True, True
+
+
+def _dependents(snapshot: dict, qualified: str) -> list[str]:
+    """Views of a snapshot that read relation ``schema.name`` (quoted form as in pg_catalog)."""
+    out = []
+    for kind in ("view", "materialized_view"):
+        for o in snapshot["objects"].get(kind, {}).values():
+            if qualified in o["info"].get("depends_on", []):
+                out.append(f"{o['schema']}.{o['name']}")
+    return out
+
+
+def _referencing_fks(snapshot: dict, schema: str, table: str) -> list[dict]:
+    q = qname(schema, table)
+    return [o for o in snapshot["objects"].get("constraint", {}).values() if o["info"].get("references") == q]
+
+
+def hazards_of(r: dict, source: dict, target: dict) -> list[str]:
+    kind, change, attr = r["kind"], r["change"], r["attribute"]
+    h: set[str] = set()
+    if attr in ("comment", "owner", "grants"):
+        return []
+    if kind == "schema" and change == "removed":
+        h |= {"deletes_data", "breaks_dependents"}
+    elif kind == "table":
+        if change == "removed":
+            h |= {"deletes_data", "access_exclusive_lock"}
+            if _dependents(source, qname(r["schema"], r["name"])) or _referencing_fks(source, r["schema"], r["name"]):
+                h.add("breaks_dependents")
+        elif change == "modified":
+            h.add("access_exclusive_lock")
+            if attr == "persistence":
+                h.add("rewrites_table")
+            if attr in ("kind", "partition_key", "partition_of", "partition_bound", "inherits"):
+                h |= {"rewrites_table", "may_fail_on_existing_data"}
+            if attr == "row_security":
+                h.add("breaks_dependents")
+    elif kind == "column":
+        table = r["name"].split(".", 1)[0]
+        deps = _dependents(source, qname(r["schema"], table))
+        if change == "removed":
+            h |= {"deletes_data", "access_exclusive_lock"}
+            if deps:
+                h.add("breaks_dependents")
+        elif change == "added":
+            h.add("access_exclusive_lock")
+            obj = target["objects"]["column"][(r["schema"], r["name"])]["attrs"]
+            if obj.get("generated") or obj.get("identity") or (obj.get("default") and _volatile_default(obj["default"])):
+                h.add("rewrites_table")
+            if not obj["nullable"] and obj.get("default") is None and not obj.get("identity") and not obj.get("generated"):
+                h.add("may_fail_on_existing_data")
+        else:
+            h.add("access_exclusive_lock")
+            if attr == "type":
+                rewrites, may_fail = _type_change_rewrites(r["before"], r["after"])
+                if rewrites:
+                    h.add("rewrites_table")
+                if may_fail:
+                    h.add("may_fail_on_existing_data")
+                if deps:
+                    h.add("breaks_dependents")
+            elif attr == "collation":
+                h.add("rewrites_table")
+            elif attr == "nullable" and r["after"] is False:
+                h.add("may_fail_on_existing_data")
+            elif attr == "generated":
+                h |= {"rewrites_table", "deletes_data"}
+            elif attr == "identity" and r["before"] is None:
+                h.add("may_fail_on_existing_data")
+    elif kind == "constraint":
+        src = source["objects"]["constraint"].get((r["schema"], r["name"]))
+        dst = target["objects"]["constraint"].get((r["schema"], r["name"]))
+        if change == "modified" and attr == "validated":
+            return ["may_fail_on_existing_data"] if r["after"] else []
+        if change == "modified" and attr in ("deferrable", "initially_deferred"):
+            return ["access_exclusive_lock"]
+        if src:  # removed, or dropped and added again
+            h.add("access_exclusive_lock")
+            table = r["name"].split(".", 1)[0]
+            if src["info"]["contype"] in ("p", "u") and _referencing_fks(source, r["schema"], table):
+                h.add("breaks_dependents")
+        if dst and change in ("added", "modified"):
+            contype = dst["info"]["contype"]
+            if contype != "f":
+                h.add("access_exclusive_lock")
+            if dst["attrs"]["validated"]:
+                h.add("may_fail_on_existing_data")
+            if contype in ("p", "u", "x"):
+                h |= {"builds_index", "may_fail_on_existing_data"}
+    elif kind == "index":
+        if change == "removed":
+            h.add("access_exclusive_lock")
+        else:
+            h.add("builds_index")
+            if change == "modified":
+                h.add("access_exclusive_lock")
+            dst = target["objects"]["index"][(r["schema"], r["name"])]
+            if dst["attrs"]["unique"]:
+                h.add("may_fail_on_existing_data")
+    elif kind in ("view", "materialized_view"):
+        if change in ("removed", "modified") and _dependents(source, qname(r["schema"], r["name"])):
+            h.add("breaks_dependents")
+        if change == "modified" and attr == "definition":
+            h.add("access_exclusive_lock")
+    elif kind in ("function", "procedure", "sequence", "domain", "composite_type", "extension") and change == "removed":
+        h.add("breaks_dependents")
+    elif kind == "enum":
+        if change == "removed":
+            h.add("breaks_dependents")
+        elif attr == "labels":
+            before, after = r["before"] or [], r["after"] or []
+            if [x for x in before if x in after] != [x for x in after if x in before] or set(before) - set(after):
+                h |= {"may_fail_on_existing_data", "rewrites_table", "breaks_dependents"}
+    elif kind == "domain" and change == "modified" and attr in ("not_null", "constraints", "base_type"):
+        h.add("may_fail_on_existing_data")
+    elif kind == "trigger" and change != "added":
+        h.add("access_exclusive_lock")
+    elif kind == "policy":
+        h.add("access_exclusive_lock")
+    return [x for x in HAZARDS if x in h]
+
+
+def _volatile_default(expr: str) -> bool:
+    return bool(re.search(r"\b(random|clock_timestamp|gen_random_uuid|uuid_generate_v\d|nextval|timeofday)\s*\(", expr or ""))
+
+
+# --- possible renames ------------------------------------------------------------------------------
+
+
+def flag_possible_renames(records: list[dict], source: dict, target: dict) -> list[dict]:
+    """Pair removed and added columns of one table that may be a rename; annotate both records.
+
+    A pair is flagged when the added column kept the removed one's attribute number (it was renamed
+    in place — the target is a copy of the source), or when it is the only removed/added pair of
+    that table with the same type.
+    """
+    by_table: dict = {}
+    for r in records:
+        if r["kind"] == "column" and r["change"] in ("removed", "added"):
+            table = r["name"].split(".", 1)[0]
+            by_table.setdefault((r["schema"], table), {"removed": [], "added": []})[r["change"]].append(r)
+    pairs = []
+    for (schema, _table), groups in sorted(by_table.items()):
+        removed, added = groups["removed"], groups["added"]
+        for rem in list(removed):
+            src = source["objects"]["column"][(schema, rem["name"])]
+            match = None
+            for add in added:
+                dst = target["objects"]["column"][(schema, add["name"])]
+                if dst["info"]["attnum"] == src["info"]["attnum"]:
+                    match = add
+                    break
+            if match is None:
+                same = [a for a in added if target["objects"]["column"][(schema, a["name"])]["attrs"]["type"] == src["attrs"]["type"]]
+                if len(same) == 1 and len(removed) == 1:
+                    match = same[0]
+            if match is None:
+                continue
+            added.remove(match)
+            dst = target["objects"]["column"][(schema, match["name"])]
+            pair = {
+                "kind": "column",
+                "schema": schema,
+                "table": src["info"]["table"],
+                "before": src["info"]["column"],
+                "after": dst["info"]["column"],
+                "type_before": src["attrs"]["type"],
+                "type_after": dst["attrs"]["type"],
+            }
+            rem["possible_rename"] = {"to": pair["after"]}
+            match["possible_rename"] = {"from": pair["before"]}
+            pairs.append(pair)
+    # Tables: a removed and an added table with the same columns (names and types).
+    removed_t = [r for r in records if r["kind"] == "table" and r["change"] == "removed"]
+    added_t = [r for r in records if r["kind"] == "table" and r["change"] == "added"]
+    for rem in removed_t:
+        sig = _table_signature(source, rem["schema"], rem["name"])
+        for add in added_t:
+            if "possible_rename" not in add and _table_signature(target, add["schema"], add["name"]) == sig and sig:
+                rem["possible_rename"] = {"to": f"{add['schema']}.{add['name']}"}
+                add["possible_rename"] = {"from": f"{rem['schema']}.{rem['name']}"}
+                pairs.append({"kind": "table", "schema": rem["schema"], "before": rem["name"], "after": add["name"]})
+                break
+    return pairs
+
+
+def _table_signature(snapshot: dict, schema: str, table: str) -> list:
+    cols = snapshot["objects"]["column"]
+    names = snapshot["objects"]["table"][(schema, table)]["info"]["columns"]
+    return [(n, cols[(schema, f"{table}.{n}")]["attrs"]["type"]) for n in names if (schema, f"{table}.{n}") in cols]
+
+
+def possible_renames(records: list[dict]) -> list[dict]:
+    """The flagged pairs as ``{kind, schema, before, after}`` (for the result)."""
+    out = []
+    for r in records:
+        to = r.get("possible_rename", {}).get("to")
+        if to and r["change"] == "removed":
+            if r["kind"] == "column":
+                table = r["name"].split(".", 1)[0]
+                out.append({"kind": "column", "schema": r["schema"], "table": table, "before": r["name"].split(".", 1)[1], "after": to})
+            else:
+                out.append({"kind": r["kind"], "schema": r["schema"], "before": r["name"], "after": to})
+    return out
+
+
+# --- summary ---------------------------------------------------------------------------------------
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        value = "[" + ", ".join(str(v) for v in value) + "]"
+    text = "none" if value is None else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def describe(r: dict) -> str:
+    """One line for a change record, e.g. ``table public.users: column user_name removed (deletes data)``."""
+    kind = r["kind"].replace("_", " ")
+    if r["kind"] in SUB_KINDS:
+        table, sub = r["name"].split(".", 1)
+        head = f"table {r['schema']}.{table}: {kind} {sub}"
+    else:
+        head = f"{kind} {r['schema']}.{r['name']}" if r["kind"] not in ("schema",) else f"schema {r['name']}"
+    if r["change"] == "modified":
+        text = f"{head} {r['attribute']} changed: {_short(r['before'])} -> {_short(r['after'])}"
+    elif r["change"] == "added":
+        text = f"{head} added"
+        if r["kind"] == "column":
+            text += f" ({_short(r['after'])})"
+    else:
+        text = f"{head} removed"
+    rename = r.get("possible_rename")
+    if rename:
+        text += f" [possible rename {'to ' + rename['to'] if 'to' in rename else 'from ' + rename['from']}]"
+    if r["hazards"]:
+        text += " (" + ", ".join(HAZARD_TEXT[h] for h in r["hazards"]) + ")"
+    return text
+
+
+def summary(records: list[dict]) -> list[str]:
+    return [describe(r) for r in records]
+
+
+# --- suggested SQL ---------------------------------------------------------------------------------
+
+SQL_KINDS = (
+    "schema",
+    "extension",
+    "enum (added labels)",
+    "domain",
+    "composite_type",
+    "sequence",
+    "function",
+    "procedure",
+    "table (create, drop, persistence, row security, options)",
+    "column",
+    "constraint",
+    "index",
+    "view",
+    "materialized_view",
+    "trigger",
+    "policy",
+    "comment",
+)
+
+
+def suggested_sql(records: list[dict], source: dict, target: dict) -> list[str]:
+    """Forward statements turning source into target, in dependency order.
+
+    Changes that SQL cannot express safely (partitioning changes, removed enum labels, changed
+    generation expressions, grants) become ``-- review by hand:`` comments.
+    """
+    g = _SqlBuilder(records, source, target)
+    return g.build()
+
+
+class _SqlBuilder:
+    def __init__(self, records: list[dict], source: dict, target: dict) -> None:
+        self.records = records
+        self.src = source["objects"]
+        self.dst = target["objects"]
+        self.phase: dict[str, list[str]] = {p: [] for p in _PHASES}
+
+    def emit(self, phase: str, stmt: str) -> None:
+        if stmt not in self.phase[phase]:
+            self.phase[phase].append(stmt)
+
+    def build(self) -> list[str]:
+        recreate_views = self._views_to_recreate()
+        for r in self.records:
+            getattr(self, f"_sql_{r['kind']}", self._sql_unsupported)(r)
+        for key in sorted(
+            [v for v in recreate_views if v[1] in self.src[v[0]]], key=lambda v: self.src[v[0]][v[1]]["info"]["oid"], reverse=True
+        ):
+            kind, k = key
+            o = self.src[kind][k]
+            self.emit("drop_views", f"DROP {_VIEW_WORD[kind]} IF EXISTS {qname(o['schema'], o['name'])};")
+        for kind, k in sorted([v for v in recreate_views if v[1] in self.dst[v[0]]], key=lambda v: self.dst[v[0]][v[1]]["info"]["oid"]):
+            self._create_view(self.dst[kind][k])
+        out = []
+        for p in _PHASES:
+            out.extend(self.phase[p])
+        if out:
+            out.insert(0, "SET check_function_bodies = off;")
+        return out
+
+    # Views that must be dropped and created again: changed or removed ones, and every view that
+    # (transitively) reads a relation whose columns change type or disappear, or that is recreated.
+    def _views_to_recreate(self) -> set:
+        touched: set[str] = set()
+        result: set = set()
+        for r in self.records:
+            if r["kind"] in ("view", "materialized_view") and not (r["change"] == "modified" and r["attribute"] == "comment"):
+                result.add((r["kind"], (r["schema"], r["name"])))
+                if r["change"] != "added":
+                    touched.add(qname(r["schema"], r["name"]))
+            if r["kind"] == "column" and (r["change"] == "removed" or r["attribute"] in ("type", "collation")):
+                touched.add(qname(r["schema"], r["name"].split(".", 1)[0]))
+            if r["kind"] == "table" and r["change"] == "removed":
+                touched.add(qname(r["schema"], r["name"]))
+        changed = True
+        while changed:
+            changed = False
+            for kind in ("view", "materialized_view"):
+                for k, o in self.src[kind].items():
+                    if (kind, k) not in result and touched & set(o["info"].get("depends_on", [])):
+                        result.add((kind, k))
+                        touched.add(qname(o["schema"], o["name"]))
+                        changed = True
+        return result
+
+    def _create_view(self, o: dict) -> None:
+        name = qname(o["schema"], o["name"])
+        opts = f" WITH ({', '.join(o['attrs']['options'])})" if o["attrs"].get("options") else ""
+        body = o["attrs"]["definition"].rstrip().rstrip(";")
+        if o["kind"] == "view":
+            self.emit("create_views", f"CREATE VIEW {name}{opts} AS\n{body};")
+        else:
+            self.emit("create_views", f"CREATE MATERIALIZED VIEW {name}{opts} AS\n{body}\nWITH DATA;")
+            for io in self.dst["index"].values():
+                if io["schema"] == o["schema"] and io["attrs"]["table"] == o["name"]:
+                    self.emit("create_views", io["info"]["definition"] + ";")
+        if o["attrs"].get("comment") is not None:
+            self.emit("comments", f"COMMENT ON {_VIEW_WORD[o['kind']]} {name} IS {_lit(o['attrs']['comment'])};")
+
+    def _sql_unsupported(self, r: dict) -> None:
+        self.emit("manual", f"-- review by hand: {describe(r)}")
+
+    def _manual(self, r: dict) -> None:
+        self._sql_unsupported(r)
+
+    def _comment(self, r: dict, what: str) -> None:
+        self.emit("comments", f"COMMENT ON {what} IS {_lit(r['after'])};")
+
+    # schema / extension
+    def _sql_schema(self, r: dict) -> None:
+        name = qident(r["name"])
+        if r["change"] == "added":
+            self.emit("create_schemas", f"CREATE SCHEMA {name};")
+            c = self.dst["schema"][(r["schema"], r["name"])]["attrs"].get("comment")
+            if c is not None:
+                self.emit("comments", f"COMMENT ON SCHEMA {name} IS {_lit(c)};")
+        elif r["change"] == "removed":
+            self.emit("drop_schemas", f"DROP SCHEMA {name};")
+        elif r["attribute"] == "comment":
+            self._comment(r, f"SCHEMA {name}")
+        elif r["attribute"] == "owner":
+            self.emit("grants", f"ALTER SCHEMA {name} OWNER TO {qident(r['after'])};")
+        else:
+            self._manual(r)
+
+    def _sql_extension(self, r: dict) -> None:
+        name = qident(r["name"])
+        if r["change"] == "added":
+            o = self.dst["extension"][(r["schema"], r["name"])]["attrs"]
+            self.emit(
+                "create_extensions",
+                f"CREATE EXTENSION IF NOT EXISTS {name} WITH SCHEMA {qident(o['schema'])} VERSION {_lit(o['version'])};",
+            )
+        elif r["change"] == "removed":
+            self.emit("drop_extensions", f"DROP EXTENSION {name};")
+        elif r["attribute"] == "version":
+            self.emit("create_extensions", f"ALTER EXTENSION {name} UPDATE TO {_lit(r['after'])};")
+        elif r["attribute"] == "schema":
+            self.emit("create_extensions", f"ALTER EXTENSION {name} SET SCHEMA {qident(r['after'])};")
+
+    # types
+    def _sql_enum(self, r: dict) -> None:
+        name = qname(r["schema"], r["name"])
+        if r["change"] == "added":
+            labels = self.dst["enum"][(r["schema"], r["name"])]["attrs"]["labels"]
+            self.emit("create_types", f"CREATE TYPE {name} AS ENUM ({', '.join(_lit(x) for x in labels)});")
+            self._type_comment(r, "enum")
+        elif r["change"] == "removed":
+            self.emit("drop_types", f"DROP TYPE {name};")
+        elif r["attribute"] == "labels":
+            before, after = r["before"] or [], r["after"] or []
+            if [x for x in after if x in before] != before:
+                self._manual(r)
+                return
+            for i, label in enumerate(after):
+                if label in before:
+                    continue
+                nxt = next((x for x in after[i + 1 :] if x in before), None)
+                where = f" BEFORE {_lit(nxt)}" if nxt is not None else ""
+                self.emit("create_types", f"ALTER TYPE {name} ADD VALUE {_lit(label)}{where};")
+        elif r["attribute"] == "comment":
+            self._comment(r, f"TYPE {name}")
+        else:
+            self._owner(r, "TYPE", name)
+
+    def _type_comment(self, r: dict, kind: str) -> None:
+        c = self.dst[kind][(r["schema"], r["name"])]["attrs"].get("comment")
+        if c is not None:
+            self.emit("comments", f"COMMENT ON TYPE {qname(r['schema'], r['name'])} IS {_lit(c)};")
+
+    def _owner(self, r: dict, word: str, name: str) -> None:
+        if r["attribute"] == "owner":
+            self.emit("grants", f"ALTER {word} {name} OWNER TO {qident(r['after'])};")
+        else:
+            self._manual(r)
+
+    def _sql_domain(self, r: dict) -> None:
+        name = qname(r["schema"], r["name"])
+        if r["change"] == "added":
+            a = self.dst["domain"][(r["schema"], r["name"])]["attrs"]
+            parts = [f"CREATE DOMAIN {name} AS {a['base_type']}"]
+            if a.get("collation"):
+                parts.append(f"COLLATE {a['collation']}")
+            if a.get("default") is not None:
+                parts.append(f"DEFAULT {a['default']}")
+            if a["not_null"]:
+                parts.append("NOT NULL")
+            for c in a["constraints"]:
+                cname, cdef = _split_named(c)
+                parts.append(f"CONSTRAINT {cname} {cdef}")
+            self.emit("create_types", " ".join(parts) + ";")
+            self._type_comment(r, "domain")
+        elif r["change"] == "removed":
+            self.emit("drop_types", f"DROP DOMAIN {name};")
+        elif r["attribute"] == "not_null":
+            self.emit("create_types", f"ALTER DOMAIN {name} {'SET' if r['after'] else 'DROP'} NOT NULL;")
+        elif r["attribute"] == "default":
+            stmt = f"ALTER DOMAIN {name} SET DEFAULT {r['after']};" if r["after"] is not None else f"ALTER DOMAIN {name} DROP DEFAULT;"
+            self.emit("create_types", stmt)
+        elif r["attribute"] == "constraints":
+            before, after = set(r["before"] or []), set(r["after"] or [])
+            for c in sorted(before - after):
+                self.emit("drop_types", f"ALTER DOMAIN {name} DROP CONSTRAINT {_split_named(c)[0]};")
+            for c in sorted(after - before):
+                cname, cdef = _split_named(c)
+                self.emit("create_types", f"ALTER DOMAIN {name} ADD CONSTRAINT {cname} {cdef};")
+        elif r["attribute"] == "comment":
+            self._comment(r, f"DOMAIN {name}")
+        else:
+            self._owner(r, "DOMAIN", name)
+
+    def _sql_composite_type(self, r: dict) -> None:
+        name = qname(r["schema"], r["name"])
+        if r["change"] == "added":
+            attrs = self.dst["composite_type"][(r["schema"], r["name"])]["attrs"]["attributes"]
+            self.emit("create_types", f"CREATE TYPE {name} AS ({', '.join(attrs)});")
+            self._type_comment(r, "composite_type")
+        elif r["change"] == "removed":
+            self.emit("drop_types", f"DROP TYPE {name};")
+        elif r["attribute"] == "attributes":
+            before = dict(_split_named(x) for x in r["before"] or [])
+            after = dict(_split_named(x) for x in r["after"] or [])
+            for a in before:
+                if a not in after:
+                    self.emit("create_types", f"ALTER TYPE {name} DROP ATTRIBUTE {a};")
+            for a, t in after.items():
+                if a not in before:
+                    self.emit("create_types", f"ALTER TYPE {name} ADD ATTRIBUTE {a} {t};")
+                elif before[a] != t:
+                    self.emit("create_types", f"ALTER TYPE {name} ALTER ATTRIBUTE {a} TYPE {t};")
+        elif r["attribute"] == "comment":
+            self._comment(r, f"TYPE {name}")
+        else:
+            self._owner(r, "TYPE", name)
+
+    # sequences
+    def _sql_sequence(self, r: dict) -> None:
+        name = qname(r["schema"], r["name"])
+        if r["change"] == "added":
+            a = self.dst["sequence"][(r["schema"], r["name"])]["attrs"]
+            unlogged = "UNLOGGED " if a["persistence"] == "unlogged" else ""
+            self.emit(
+                "create_sequences",
+                f"CREATE {unlogged}SEQUENCE {name} AS {a['type']} INCREMENT BY {a['increment']} MINVALUE {a['minvalue']} "
+                f"MAXVALUE {a['maxvalue']} START WITH {a['start']} CACHE {a['cache']}{' CYCLE' if a['cycle'] else ''};",
+            )
+            if a.get("owned_by"):
+                self.emit("owned_by", f"ALTER SEQUENCE {name} OWNED BY {a['owned_by']};")
+            if a.get("comment") is not None:
+                self.emit("comments", f"COMMENT ON SEQUENCE {name} IS {_lit(a['comment'])};")
+        elif r["change"] == "removed":
+            self.emit("drop_sequences", f"DROP SEQUENCE IF EXISTS {name};")  # owned ones go with their table
+        else:
+            attr, v = r["attribute"], r["after"]
+            clause = {
+                "type": lambda: f"AS {v}",
+                "start": lambda: f"START WITH {v}",
+                "increment": lambda: f"INCREMENT BY {v}",
+                "minvalue": lambda: f"MINVALUE {v}",
+                "maxvalue": lambda: f"MAXVALUE {v}",
+                "cache": lambda: f"CACHE {v}",
+                "cycle": lambda: "CYCLE" if v else "NO CYCLE",
+                "owned_by": lambda: f"OWNED BY {v or 'NONE'}",
+            }.get(attr)
+            if clause:
+                self.emit("owned_by" if attr == "owned_by" else "create_sequences", f"ALTER SEQUENCE {name} {clause()};")
+            elif attr == "persistence":
+                self.emit("create_sequences", f"ALTER SEQUENCE {name} SET {'UNLOGGED' if v == 'unlogged' else 'LOGGED'};")
+            elif attr == "comment":
+                self._comment(r, f"SEQUENCE {name}")
+            else:
+                self._owner(r, "SEQUENCE", name)
+
+    # functions
+    def _sql_function(self, r: dict) -> None:
+        src = self.src.get(r["kind"], {}).get((r["schema"], r["name"]))
+        dst = self.dst.get(r["kind"], {}).get((r["schema"], r["name"]))
+        word = "PROCEDURE" if r["kind"] == "procedure" else "FUNCTION"
+        sig = (dst or src)["info"]
+        name = f"{qname(r['schema'], sig['proname'])}({sig['args']})"
+        if (dst or src)["info"]["prokind"] == "a":
+            word = "AGGREGATE"
+        if r["change"] == "removed":
+            self.emit("drop_functions", f"DROP {word} {name};")
+            return
+        if r["change"] == "modified" and r["attribute"] == "comment":
+            self._comment(r, f"{word} {name}")
+            return
+        if r["change"] == "modified" and r["attribute"] == "owner":
+            self._owner(r, word, name)
+            return
+        if not dst["info"]["definition"]:
+            self._manual(r)
+            return
+        if r["change"] == "modified" and r["attribute"] == "returns":
+            self.emit("drop_functions", f"DROP {word} {name};")
+        self.emit("create_functions", dst["info"]["definition"].rstrip() + ";")
+        if r["change"] == "added" and dst["attrs"].get("comment") is not None:
+            self.emit("comments", f"COMMENT ON {word} {name} IS {_lit(dst['attrs']['comment'])};")
+
+    _sql_procedure = _sql_function
+
+    # tables
+    def _sql_table(self, r: dict) -> None:
+        name = qname(r["schema"], r["name"])
+        if r["change"] == "added":
+            self._create_table(self.dst["table"][(r["schema"], r["name"])])
+        elif r["change"] == "removed":
+            o = self.src["table"][(r["schema"], r["name"])]
+            phase = "drop_child_tables" if o["attrs"]["partition_of"] or o["attrs"]["inherits"] else "drop_tables"
+            self.emit(phase, f"DROP TABLE {name};")
+        else:
+            attr, v = r["attribute"], r["after"]
+            if attr == "persistence":
+                self.emit("alter_tables", f"ALTER TABLE {name} SET {'UNLOGGED' if v == 'unlogged' else 'LOGGED'};")
+            elif attr == "row_security":
+                self.emit("policies", f"ALTER TABLE {name} {'ENABLE' if v else 'DISABLE'} ROW LEVEL SECURITY;")
+            elif attr == "force_row_security":
+                self.emit("policies", f"ALTER TABLE {name} {'FORCE' if v else 'NO FORCE'} ROW LEVEL SECURITY;")
+            elif attr == "options":
+                before = {o.split("=", 1)[0] for o in r["before"] or []}
+                after = {o.split("=", 1)[0] for o in v or []}
+                if before - after:
+                    self.emit("alter_tables", f"ALTER TABLE {name} RESET ({', '.join(sorted(before - after))});")
+                if v:
+                    self.emit("alter_tables", f"ALTER TABLE {name} SET ({', '.join(v)});")
+            elif attr == "comment":
+                self._comment(r, f"TABLE {name}")
+            elif attr == "owner":
+                self._owner(r, "TABLE", name)
+            else:
+                self._manual(r)
+
+    def _create_table(self, o: dict) -> None:
+        a = o["attrs"]
+        name = qname(o["schema"], o["name"])
+        unlogged = "UNLOGGED " if a["persistence"] == "unlogged" else ""
+        cols = self.dst["column"]
+        local = [cols[(o["schema"], f"{o['name']}.{c}")] for c in o["info"]["columns"] if (o["schema"], f"{o['name']}.{c}") in cols]
+        if a["partition_of"]:
+            stmt = f"CREATE {unlogged}TABLE {name} PARTITION OF {a['partition_of']} {a['partition_bound']}"
+            if a["partition_key"]:
+                stmt += f" PARTITION BY {a['partition_key']}"
+            self.emit("create_child_tables", stmt + ";")
+            for c in local:
+                self.emit("alter_columns", f"ALTER TABLE {name} ADD COLUMN {qident(c['info']['column'])} {column_definition(c['attrs'])};")
+        else:
+            defs = ",\n    ".join(f"{qident(c['info']['column'])} {column_definition(c['attrs'])}" for c in local)
+            stmt = f"CREATE {unlogged}TABLE {name} (\n    {defs}\n)" if defs else f"CREATE {unlogged}TABLE {name} ()"
+            if a["inherits"]:
+                stmt += f" INHERITS ({', '.join(a['inherits'])})"
+            if a["partition_key"]:
+                stmt += f" PARTITION BY {a['partition_key']}"
+            if a["options"]:
+                stmt += f" WITH ({', '.join(a['options'])})"
+            self.emit("create_child_tables" if a["inherits"] else "create_tables", stmt + ";")
+        if a["row_security"]:
+            self.emit("policies", f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY;")
+        if a["force_row_security"]:
+            self.emit("policies", f"ALTER TABLE {name} FORCE ROW LEVEL SECURITY;")
+        if a.get("comment") is not None:
+            self.emit("comments", f"COMMENT ON TABLE {name} IS {_lit(a['comment'])};")
+        for c in local:
+            if c["attrs"].get("comment") is not None:
+                self.emit("comments", f"COMMENT ON COLUMN {name}.{qident(c['info']['column'])} IS {_lit(c['attrs']['comment'])};")
+
+    def _table_added(self, schema: str, table: str) -> bool:
+        return (schema, table) in self.dst["table"] and (schema, table) not in self.src["table"]
+
+    def _table_removed(self, schema: str, table: str) -> bool:
+        return (schema, table) in self.src["table"] and (schema, table) not in self.dst["table"]
+
+    def _sql_column(self, r: dict) -> None:
+        table, col = r["name"].split(".", 1)
+        tname = qname(r["schema"], table)
+        c = qident(col)
+        if r["change"] == "added":
+            if self._table_added(r["schema"], table):
+                return  # part of CREATE TABLE
+            o = self.dst["column"][(r["schema"], r["name"])]
+            self.emit("alter_columns", f"ALTER TABLE {tname} ADD COLUMN {c} {column_definition(o['attrs'])};")
+            if o["attrs"].get("comment") is not None:
+                self.emit("comments", f"COMMENT ON COLUMN {tname}.{c} IS {_lit(o['attrs']['comment'])};")
+        elif r["change"] == "removed":
+            if not self._table_removed(r["schema"], table):
+                self.emit("drop_columns", f"ALTER TABLE {tname} DROP COLUMN {c};")
+        else:
+            attr, v = r["attribute"], r["after"]
+            o = self.dst["column"][(r["schema"], r["name"])]["attrs"]
+            if attr in ("type", "collation"):
+                coll = f" COLLATE {o['collation']}" if o.get("collation") else ""
+                self.emit("alter_columns", f"ALTER TABLE {tname} ALTER COLUMN {c} TYPE {o['type']}{coll} USING {c}::{o['type']};")
+            elif attr == "default":
+                if v is None:
+                    self.emit("alter_columns", f"ALTER TABLE {tname} ALTER COLUMN {c} DROP DEFAULT;")
+                else:
+                    self.emit("column_defaults", f"ALTER TABLE {tname} ALTER COLUMN {c} SET DEFAULT {v};")
+            elif attr == "nullable":
+                self.emit("alter_columns", f"ALTER TABLE {tname} ALTER COLUMN {c} {'DROP' if v else 'SET'} NOT NULL;")
+            elif attr == "identity":
+                if v is None:
+                    self.emit("alter_columns", f"ALTER TABLE {tname} ALTER COLUMN {c} DROP IDENTITY;")
+                elif r["before"] is None:
+                    self.emit("alter_columns", f"ALTER TABLE {tname} ALTER COLUMN {c} ADD GENERATED {v.upper()} AS IDENTITY;")
+                else:
+                    self.emit("alter_columns", f"ALTER TABLE {tname} ALTER COLUMN {c} SET GENERATED {v.upper()};")
+            elif attr == "comment":
+                self._comment(r, f"COLUMN {tname}.{c}")
+            else:
+                self._manual(r)
+
+    def _sql_constraint(self, r: dict) -> None:
+        table, con = r["name"].split(".", 1)
+        tname, cname = qname(r["schema"], table), qident(con)
+        src = self.src["constraint"].get((r["schema"], r["name"]))
+        dst = self.dst["constraint"].get((r["schema"], r["name"]))
+        if r["change"] == "modified" and r["attribute"] == "comment":
+            self._comment(r, f"CONSTRAINT {cname} ON {tname}")
+            return
+        if r["change"] == "modified" and r["attribute"] == "validated" and r["after"]:
+            self.emit("foreign_keys", f"ALTER TABLE {tname} VALIDATE CONSTRAINT {cname};")
+            return
+        if src and not self._table_removed(r["schema"], table):
+            self.emit(
+                "drop_foreign_keys" if src["info"]["contype"] == "f" else "drop_constraints",
+                f"ALTER TABLE {tname} DROP CONSTRAINT {cname};",
+            )
+        if dst:
+            phase = "foreign_keys" if dst["info"]["contype"] == "f" else "constraints"
+            self.emit(phase, f"ALTER TABLE {tname} ADD CONSTRAINT {cname} {dst['info']['full']};")
+            if dst["attrs"].get("comment") is not None and (
+                r["change"] == "added" or src["attrs"].get("comment") != dst["attrs"]["comment"]
+            ):
+                self.emit("comments", f"COMMENT ON CONSTRAINT {cname} ON {tname} IS {_lit(dst['attrs']['comment'])};")
+
+    def _sql_index(self, r: dict) -> None:
+        name = qname(r["schema"], r["name"])
+        src = self.src["index"].get((r["schema"], r["name"]))
+        dst = self.dst["index"].get((r["schema"], r["name"]))
+        if r["change"] == "modified" and r["attribute"] == "comment":
+            self._comment(r, f"INDEX {name}")
+            return
+        if dst and dst["attrs"]["table"] in [v["name"] for v in self.dst["materialized_view"].values() if v["schema"] == r["schema"]]:
+            mv = (r["schema"], dst["attrs"]["table"])
+            if mv not in self.src["materialized_view"] or self._mv_recreated(mv):
+                return  # created with its materialized view
+        if src and not self._table_removed(r["schema"], src["attrs"]["table"]):
+            self.emit("drop_indexes", f"DROP INDEX {name};")
+        if dst:
+            self.emit("indexes", dst["info"]["definition"] + ";")
+            if dst["attrs"].get("comment") is not None:
+                self.emit("comments", f"COMMENT ON INDEX {name} IS {_lit(dst['attrs']['comment'])};")
+
+    def _mv_recreated(self, key: tuple) -> bool:
+        return any(
+            rec["kind"] == "materialized_view" and (rec["schema"], rec["name"]) == key and rec["attribute"] != "comment"
+            for rec in self.records
+        )
+
+    def _sql_view(self, r: dict) -> None:
+        if r["change"] == "modified" and r["attribute"] == "comment":
+            self._comment(r, f"{_VIEW_WORD[r['kind']]} {qname(r['schema'], r['name'])}")
+        elif r["change"] == "modified" and r["attribute"] == "owner":
+            self._owner(r, _VIEW_WORD[r["kind"]], qname(r["schema"], r["name"]))
+        # definitions: handled by the recreation set in build()
+
+    _sql_materialized_view = _sql_view
+
+    def _sql_trigger(self, r: dict) -> None:
+        table, trg = r["name"].split(".", 1)
+        tname = qname(r["schema"], table)
+        src = self.src["trigger"].get((r["schema"], r["name"]))
+        dst = self.dst["trigger"].get((r["schema"], r["name"]))
+        if r["change"] == "modified" and r["attribute"] == "comment":
+            self._comment(r, f"TRIGGER {qident(trg)} ON {tname}")
+            return
+        if r["change"] == "modified" and r["attribute"] == "enabled":
+            word = {"enabled": "ENABLE", "disabled": "DISABLE", "replica": "ENABLE REPLICA", "always": "ENABLE ALWAYS"}[r["after"]]
+            self.emit("triggers", f"ALTER TABLE {tname} {word} TRIGGER {qident(trg)};")
+            return
+        if src and not self._table_removed(r["schema"], table):
+            self.emit("drop_triggers", f"DROP TRIGGER {qident(trg)} ON {tname};")
+        if dst:
+            self.emit("triggers", dst["info"]["definition"] + ";")
+            if dst["attrs"]["enabled"] != "enabled":
+                word = {"disabled": "DISABLE", "replica": "ENABLE REPLICA", "always": "ENABLE ALWAYS"}[dst["attrs"]["enabled"]]
+                self.emit("triggers", f"ALTER TABLE {tname} {word} TRIGGER {qident(trg)};")
+
+    def _sql_policy(self, r: dict) -> None:
+        table, pol = r["name"].split(".", 1)
+        tname = qname(r["schema"], table)
+        src = self.src["policy"].get((r["schema"], r["name"]))
+        dst = self.dst["policy"].get((r["schema"], r["name"]))
+        if src and not self._table_removed(r["schema"], table):
+            self.emit("drop_policies", f"DROP POLICY {qident(pol)} ON {tname};")
+        if dst:
+            a = dst["attrs"]
+            stmt = f"CREATE POLICY {qident(pol)} ON {tname} AS {'PERMISSIVE' if a['permissive'] else 'RESTRICTIVE'} FOR {a['command']}"
+            stmt += " TO " + ", ".join("PUBLIC" if x == "public" else qident(x) for x in a["roles"])
+            if a["using"]:
+                stmt += f" USING ({a['using']})"
+            if a["with_check"]:
+                stmt += f" WITH CHECK ({a['with_check']})"
+            self.emit("policies", stmt + ";")
+
+
+_PHASES = (
+    "drop_policies",
+    "drop_triggers",
+    "drop_views",
+    "drop_foreign_keys",
+    "drop_indexes",
+    "drop_constraints",
+    "drop_columns",
+    "drop_child_tables",
+    "drop_tables",
+    "drop_sequences",
+    "drop_functions",
+    "drop_types",
+    "drop_extensions",
+    "drop_schemas",
+    "create_schemas",
+    "create_extensions",
+    "create_types",
+    "create_sequences",
+    "create_functions",
+    "create_tables",
+    "create_child_tables",
+    "alter_tables",
+    "alter_columns",
+    "column_defaults",
+    "owned_by",
+    "constraints",
+    "foreign_keys",
+    "indexes",
+    "create_views",
+    "triggers",
+    "policies",
+    "comments",
+    "grants",
+    "manual",
+)
+_VIEW_WORD = {"view": "VIEW", "materialized_view": "MATERIALIZED VIEW"}
+
+
+def _lit(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _split_named(item: str) -> tuple[str, str]:
+    """``name rest`` as produced by format('%I %s', ...) in the catalog queries."""
+    if item.startswith('"'):
+        end = 1
+        while True:
+            end = item.index('"', end)
+            if item[end + 1 : end + 2] == '"':
+                end += 2
+                continue
+            break
+        return item[: end + 1], item[end + 2 :]
+    name, _, rest = item.partition(" ")
+    return name, rest
+
+
+# --- the module's library function -----------------------------------------------------------------
+
+
+def compare_schemas(
+    source: PgConnection,
+    target: PgConnection,
+    schemas: list | None = None,
+    ignore: list | None = None,
+    expect: list | None = None,
+    include_owners_and_grants: bool = False,
+    check_column_order: bool = False,
+) -> dict:
+    """Read both sides (in parallel, each in its own snapshot), diff, and check expectations.
+
+    Raises :class:`IntegrityError` (with the whole result in its details) when ``expect`` is given
+    and not met.
+    """
+    started = time.monotonic()
+    ignore_m = expectations.normalize(ignore, "ignore")
+    expect_m = None if expect is None else expectations.normalize(expect, "expect")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fa = pool.submit(read_snapshot, source, schemas, include_owners_and_grants, check_column_order)
+        fb = pool.submit(read_snapshot, target, schemas, include_owners_and_grants, check_column_order)
+        snap_a, snap_b = fa.result(), fb.result()
+    read_done = time.monotonic()
+    records = diff(snap_a, snap_b)
+    sql = suggested_sql(records, snap_a, snap_b)
+    kept, ignored = expectations.apply_ignore(records, ignore_m)
+    hazard_counts = {h: sum(h in r["hazards"] for r in kept) for h in HAZARDS}
+    result: dict = {
+        "changed": False,
+        "source": source.label(),
+        "target": target.label(),
+        "schemas": list(schemas) if schemas else None,
+        "identical": not kept,
+        "changes": kept,
+        "summary": summary(kept),
+        "sql": sql if kept else [],
+        "possible_renames": possible_renames(kept),
+        "hazards": {h: n for h, n in hazard_counts.items() if n},
+        "counts": {
+            "added": sum(r["change"] == "added" for r in kept),
+            "removed": sum(r["change"] == "removed" for r in kept),
+            "modified": sum(r["change"] == "modified" for r in kept),
+            "ignored": len(ignored),
+        },
+        "objects": {"source": snap_a["counts"], "target": snap_b["counts"]},
+        "timings": {
+            "read_source_seconds": snap_a["seconds"],
+            "read_target_seconds": snap_b["seconds"],
+            "diff_seconds": round(time.monotonic() - read_done, 3),
+            "total_seconds": round(time.monotonic() - started, 3),
+        },
+    }
+    if ignored:
+        # Suggested SQL covers what is reported: statements for ignored changes are left out.
+        result["sql"] = suggested_sql(kept, snap_a, snap_b) if kept else []
+    if expect_m is not None:
+        outcome = expectations.check(kept, expect_m)
+        lines = expectations.failure_lines(outcome, describe)
+        result["expectations"] = {"met": outcome["met"], "problems": lines}
+        if not outcome["met"]:
+            shown = "; ".join(lines[:20]) + (f"; ... and {len(lines) - 20} more" if len(lines) > 20 else "")
+            raise IntegrityError(
+                f"schema of {target.label()} is not what was expected: {shown}",
+                hint="fix the migration of the staged entry, or correct expect/ignore if the change is intended.",
+                **{k: v for k, v in result.items() if k != "changed"},
+            )
+    return result
+
+
+def run(params: dict) -> dict:
+    """Entry point of the postgresql_schema_diff module."""
+    return compare_schemas(
+        from_params(params, side="source"),
+        from_params(params, side="target"),
+        schemas=params.get("schemas"),
+        ignore=params.get("ignore"),
+        expect=params.get("expect"),
+        include_owners_and_grants=params.get("include_owners_and_grants", False),
+        check_column_order=params.get("check_column_order", False),
+    )
