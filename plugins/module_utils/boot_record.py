@@ -21,19 +21,43 @@ Schema (``format: 1``)::
       "updated": "2026-11-21T16:00:00Z"
     }
 
-This file holds the reading side that other modules (restore's protection of the default entry)
-depend on; the ``boot_record`` module builds the writing side on it.
+The reading side (:func:`load_record`, :func:`validate`, :func:`default_entry`,
+:func:`same_postgresql_database`) is what other modules use, e.g. restore's protection of the
+default entry. The writing side (:func:`apply` with :func:`define`, :func:`record_evidence`,
+:func:`switch`, :func:`lock`, :func:`unlock`) is the ``boot_record`` module's:
+
+- every change is a read-modify-write under an exclusive ``flock`` on the record's directory, so two
+  runs on one host cannot both take the lock or lose each other's history entry;
+- the file is replaced atomically (temp file in the same directory, fsync, rename, fsync of the
+  directory), mode 0600, its directory 0700 when we create it, the owner of an existing file kept;
+- a record that does not parse or validate is reported with its path and never overwritten;
+- while a lock is held, only its run (``run_id``) may change the record; ``force`` clears a lock
+  deliberately (any lock on unlock; only an expired one on lock) and leaves a history entry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import datetime
+import fcntl
+import getpass
 import json
 import os
+import re
+from collections.abc import Iterator
+from typing import Any, Callable
 
-from ansible_collections.dualboot.db.plugins.module_utils.errors import IntegrityError, InvalidInput
+from ansible_collections.dualboot.db.plugins.module_utils.errors import IntegrityError, InvalidInput, SafetyRefusal
+from ansible_collections.dualboot.db.plugins.module_utils.switch_formats import atomic_write
 
 FORMAT = 1
 SECRET_KEYS = frozenset({"login_password", "password"})
+DEFAULT_DIR = "/var/lib/dualboot"
+ENGINES = ("postgresql", "mongodb")
+# Wider than SECRET_KEYS (which validates records on read): nothing secret-looking is ever written.
+_SECRET_NAMES = frozenset({"login_password", "password", "passwd", "pgpassword", "secret", "api_key", "token"})
+_URI_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@]*:[^/?#@]*@")
 
 
 def load_record(path: str) -> dict:
@@ -100,3 +124,436 @@ def same_postgresql_database(entry: dict, host: str, port: int, dbname: str) -> 
         int(port),
         dbname,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The writing side.
+
+
+def default_path(name: str) -> str:
+    return os.path.join(DEFAULT_DIR, f"{name}.json")
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+def iso(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+
+
+def find_secrets(value: Any, where: str = "") -> list[str]:
+    """Where ``value`` holds something that looks like a secret: a password-like key, or a URI with a password."""
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key).lower()
+            here = f"{where}.{key}" if where else str(key)
+            if name in _SECRET_NAMES or name.endswith("_password"):
+                found.append(here)
+            else:
+                found += find_secrets(item, here)
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            found += find_secrets(item, f"{where}[{n}]")
+    elif isinstance(value, str) and _URI_PASSWORD.match(value):
+        found.append(f"{where} (a URI with a password)")
+    return found
+
+
+def _refuse_secrets(value: Any, what: str) -> None:
+    leaked = find_secrets(value)
+    if leaked:
+        raise InvalidInput(
+            f"{what} would store a secret in the boot record: {', '.join(leaked)}.",
+            hint="keep passwords out of entries (pass them to the tasks that connect, with no_log); "
+            "a reference such as password_var or password_file is fine.",
+        )
+
+
+def read_record(path: str) -> dict | None:
+    """The record at ``path``, or None when there is none yet; a damaged record raises :class:`IntegrityError`."""
+    if not os.path.lexists(path):
+        return None
+    return load_record(path)
+
+
+def serialize(record: dict) -> str:
+    return json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_record(path: str, record: dict) -> None:
+    """Write atomically, 0600; the directory is created 0700; an existing file keeps its owner."""
+    problems = validate(record)
+    if problems:
+        raise InvalidInput(f"refusing to write an invalid boot record to {path}: {'; '.join(problems)}.")
+    like = os.stat(path) if os.path.exists(path) else None
+    atomic_write(path, serialize(record).encode("utf-8"), like=like, mode=0o600)
+
+
+@contextlib.contextmanager
+def _directory_lock(path: str, create: bool) -> Iterator[None]:
+    """An exclusive flock on the record's directory for one read-modify-write (created 0700 when missing)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        if not create:
+            yield
+            return
+        try:
+            os.makedirs(directory, mode=0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot create {directory} for the boot record: {exc.strerror}.", hint="run the task with become."
+            ) from None
+        os.chmod(directory, 0o700)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _comparable(record: dict | None) -> dict | None:
+    if record is None:
+        return None
+    return {k: v for k, v in record.items() if k != "updated"}
+
+
+def apply(path: str, change: Callable[[dict | None], tuple[dict | None, dict]], check_mode: bool) -> dict:
+    """Run one change on the record under the directory lock; write it unless nothing changed or in check mode.
+
+    ``change`` gets a copy of the current record (None when there is none) and returns the new
+    record and facts for the result. The result carries ``changed``, ``record``, ``diff``, ``msg``.
+    """
+    with _directory_lock(path, create=not check_mode):
+        before = read_record(path)
+        after, facts = change(copy.deepcopy(before))
+        changed = _comparable(after) != _comparable(before)
+        if changed:
+            after["updated"] = iso(utc_now())
+            if not check_mode:
+                write_record(path, after)
+    shown = after if after is not None else before
+    result = {
+        "changed": changed,
+        "path": path,
+        "exists": shown is not None and (not check_mode or before is not None or not changed),
+        "record": shown,
+        "diff": {
+            "before": serialize(before) if before is not None else "",
+            "after": serialize(after) if after is not None else "",
+            "before_header": path,
+            "after_header": path,
+        },
+    }
+    result.update(facts)
+    return result
+
+
+def _check_lock(record: dict, run_id: str | None, now: datetime.datetime, doing: str) -> None:
+    held = record.get("lock")
+    if held and held.get("run_id") != run_id:
+        raise SafetyRefusal(
+            f"cannot {doing}: the boot record is locked by {_describe_lock(held, now)}.",
+            hint=_lock_hint(held, now),
+            lock=held,
+        )
+
+
+def lock_expired(held: dict | None, now: datetime.datetime | None = None) -> bool:
+    return bool(held) and parse_iso(held["expires"]) <= (now or utc_now())
+
+
+def _describe_lock(held: dict, now: datetime.datetime) -> str:
+    state = "expired" if lock_expired(held, now) else "expires"
+    return f"{held.get('owner')} (run {held.get('run_id')}, since {held.get('acquired')}, {state} {held.get('expires')})"
+
+
+def _lock_hint(held: dict, now: datetime.datetime) -> str:
+    if lock_expired(held, now):
+        return (
+            "the run that took it has probably crashed: check the hosts and the record's history, then clear it with "
+            "state=unlocked force=true (or take it over with state=locked force=true)."
+        )
+    return (
+        "wait for that run to finish (pass its run_id to act within it), or, if it is dead, clear the lock with state=unlocked force=true."
+    )
+
+
+def _entry(record: dict, name: str, what: str) -> dict:
+    if name not in record["entries"]:
+        raise InvalidInput(
+            f"{what}: entry {name!r} is not in the boot record (entries: {', '.join(record['entries'])}).", hint="check the entry name."
+        )
+    return record["entries"][name]
+
+
+def define(
+    record: dict | None,
+    name: str,
+    engine: str | None,
+    entries: dict | None,
+    default: str | None,
+    run_id: str | None = None,
+    now: datetime.datetime | None = None,
+) -> tuple[dict, dict]:
+    """Create the record, or update its entries. The default entry only changes by :func:`switch`."""
+    now = now or utc_now()
+    if entries is not None:
+        if not isinstance(entries, dict) or not entries or not all(isinstance(v, dict) for v in entries.values()):
+            raise InvalidInput(
+                "entries must map entry names to connection settings (a dict of dicts).",
+                hint="e.g. {blue: {login_host: db1, login_db: shop}}.",
+            )
+        _refuse_secrets(entries, "entries")
+    if record is None:
+        if engine not in ENGINES:
+            raise InvalidInput("a new boot record needs engine (postgresql or mongodb).", hint="set engine.")
+        if not entries:
+            raise InvalidInput("a new boot record needs entries.", hint="set entries (at least the default entry).")
+        if default not in entries:
+            raise InvalidInput(f"a new boot record needs default, one of the entries ({', '.join(entries)}).", hint="set default.")
+        record = {
+            "format": FORMAT,
+            "name": name,
+            "engine": engine,
+            "entries": entries,
+            "default": default,
+            "fallback": None,
+            "staged": None,
+            "evidence": {},
+            "lock": None,
+            "history": [],
+        }
+        return record, {"msg": f"defined boot record {name} with entries {', '.join(entries)}; default entry {default}"}
+    if record.get("name") != name:
+        raise InvalidInput(f"the boot record belongs to deployment {record.get('name')!r}, not {name!r}.", hint="check name and path.")
+    if engine is not None and engine != record.get("engine"):
+        raise InvalidInput(
+            f"the deployment's engine is {record.get('engine')}; it cannot become {engine}.",
+            hint="use another name for another deployment.",
+        )
+    if default is not None and default != record["default"]:
+        raise SafetyRefusal(
+            f"the default entry is {record['default']}; defining cannot change it to {default}.",
+            hint="switch it with state=switched, which records the switch in the history.",
+        )
+    if entries is None or entries == record["entries"]:
+        return record, {"msg": f"boot record {name} already defines entries {', '.join(record['entries'])}"}
+    _check_lock(record, run_id, now, "change the entries")
+    for role in ("default", "fallback", "staged"):
+        if record.get(role) is not None and record[role] not in entries:
+            raise SafetyRefusal(f"entry {record[role]} is the {role} entry; it cannot be removed.", hint=f"keep {record[role]} in entries.")
+    moved = [e for e in entries if e in record["entries"] and entries[e] != record["entries"][e]]
+    for gone in [e for e in record.get("evidence", {}) if e not in entries or e in moved]:
+        # Evidence describes a database at a place; it means nothing for another place.
+        record["evidence"].pop(gone)
+    if record.get("staged") in moved:
+        record["staged"] = None
+    record["entries"] = entries
+    return record, {
+        "msg": f"updated the entries of boot record {name}: {', '.join(entries)}"
+        + (f" (evidence dropped for moved {', '.join(moved)})" if moved else "")
+    }
+
+
+def record_evidence(
+    record: dict | None,
+    entry: str,
+    stage: dict | None,
+    verify: dict | None,
+    run_id: str | None = None,
+    now: datetime.datetime | None = None,
+) -> tuple[dict, dict]:
+    """Store stage and/or verify evidence of a staged entry; new stage evidence replaces the entry's old evidence."""
+    now = now or utc_now()
+    if record is None:
+        raise InvalidInput("there is no boot record yet.", hint="define the deployment first (state=defined).")
+    _entry(record, entry, "evidence")
+    if entry == record["default"]:
+        raise SafetyRefusal(
+            f"entry {entry} is the default entry; stage and verify evidence describe a staged entry.", hint="name the staged entry."
+        )
+    if stage is None and verify is None:
+        raise InvalidInput("evidence needs stage or verify (a dict).", hint="set stage and/or verify.")
+    _refuse_secrets({"stage": stage or {}, "verify": verify or {}}, "evidence")
+    evidence = record.setdefault("evidence", {})
+    current = copy.deepcopy(evidence.get(entry, {}))
+
+    def same(kind: str, given: dict) -> bool:
+        return {k: v for k, v in current.get(kind, {}).items() if k != "at"} == {k: v for k, v in given.items() if k != "at"}
+
+    new = copy.deepcopy(current)
+    if stage is not None and not same("stage", stage):
+        new = {"stage": {**stage, "at": stage.get("at") or iso(now)}}
+    if verify is not None:
+        if "stage" not in new:
+            raise InvalidInput(f"entry {entry} has no stage evidence to verify.", hint="record the stage first (evidence with stage).")
+        if not same("verify", verify) or "verify" not in new:
+            new["verify"] = {**verify, "at": verify.get("at") or iso(now)}
+    if new == current and (stage is None or record.get("staged") == entry):
+        return record, {"msg": f"evidence of entry {entry} is already recorded"}
+    _check_lock(record, run_id, now, "record evidence")
+    evidence[entry] = new
+    if stage is not None:
+        record["staged"] = entry
+    kinds = " and ".join(k for k, v in (("stage", stage), ("verify", verify)) if v is not None)
+    return record, {"msg": f"recorded {kinds} evidence of entry {entry}"}
+
+
+def switch(
+    record: dict | None,
+    to: str,
+    run_id: str | None = None,
+    by: str | None = None,
+    reason: str = "switch",
+    now: datetime.datetime | None = None,
+) -> tuple[dict, dict]:
+    """Make ``to`` the default entry; the old default becomes the fallback and the history gets an entry."""
+    now = now or utc_now()
+    if record is None:
+        raise InvalidInput("there is no boot record yet.", hint="define the deployment first (state=defined).")
+    _entry(record, to, "switch")
+    previous = record["default"]
+    facts = {"previous_default": previous, "from": previous, "to": to}
+    if previous == to:
+        return record, {**facts, "msg": f"{to} is already the default entry"}
+    _check_lock(record, run_id, now, f"switch to {to}")
+    record["default"] = to
+    record["fallback"] = previous
+    if record.get("staged") == to:
+        record["staged"] = None
+    record.setdefault("history", []).append(
+        {"action": reason, "from": previous, "to": to, "at": iso(now), "run_id": run_id, "by": by, "outcome": "ok"}
+    )
+    return record, {**facts, "msg": f"switched the default entry from {previous} to {to} (fallback: {previous})"}
+
+
+def lock(
+    record: dict | None,
+    owner: str,
+    run_id: str,
+    ttl: int,
+    force: bool = False,
+    now: datetime.datetime | None = None,
+) -> tuple[dict, dict]:
+    """Take the lock for ``run_id`` (or extend it when that run holds it); ``force`` takes over an expired lock only."""
+    now = now or utc_now()
+    if record is None:
+        raise InvalidInput("there is no boot record yet.", hint="define the deployment first (state=defined).")
+    if ttl <= 0:
+        raise InvalidInput("ttl must be a positive number of seconds.", hint="set ttl to the longest the run may take.")
+    held = record.get("lock")
+    new = {"owner": owner, "run_id": run_id, "acquired": iso(now), "expires": iso(now + datetime.timedelta(seconds=ttl))}
+    if held and held.get("run_id") == run_id:
+        new["acquired"] = held.get("acquired", new["acquired"])
+        record["lock"] = new
+        return record, {"lock": new, "msg": f"run {run_id} holds the lock until {new['expires']}"}
+    if held:
+        if not (force and lock_expired(held, now)):
+            raise SafetyRefusal(
+                f"the boot record is locked by {_describe_lock(held, now)}.",
+                hint=_lock_hint(held, now) if not force else "force takes over an expired lock only; this one has not expired.",
+                lock=held,
+            )
+        record.setdefault("history", []).append(
+            {
+                "action": "lock-taken-over",
+                "from": record["default"],
+                "to": record["default"],
+                "at": iso(now),
+                "run_id": run_id,
+                "by": owner,
+                "outcome": "forced",
+                "cleared": held,
+            }
+        )
+    record["lock"] = new
+    return record, {
+        "lock": new,
+        "cleared_lock": held,
+        "msg": f"locked for {owner} (run {run_id}) until {new['expires']}"
+        + (f"; took over the expired lock of run {held['run_id']}" if held else ""),
+    }
+
+
+def unlock(
+    record: dict | None,
+    run_id: str | None,
+    force: bool = False,
+    by: str | None = None,
+    now: datetime.datetime | None = None,
+) -> tuple[dict | None, dict]:
+    """Release the lock of ``run_id``; ``force`` clears anyone's lock (a crashed run's) and records that in the history."""
+    now = now or utc_now()
+    if record is None:
+        return record, {"msg": "there is no boot record, so no lock"}
+    held = record.get("lock")
+    if not held:
+        return record, {"msg": "the boot record is not locked"}
+    if held.get("run_id") == run_id:
+        record["lock"] = None
+        return record, {"cleared_lock": held, "msg": f"released the lock of run {run_id}"}
+    if not force:
+        raise SafetyRefusal(
+            f"the boot record is locked by {_describe_lock(held, now)}, not by run {run_id}.", hint=_lock_hint(held, now), lock=held
+        )
+    record["lock"] = None
+    record.setdefault("history", []).append(
+        {
+            "action": "unlock-forced",
+            "from": record["default"],
+            "to": record["default"],
+            "at": iso(now),
+            "run_id": run_id,
+            "by": by,
+            "outcome": "forced",
+            "cleared": held,
+        }
+    )
+    return record, {"cleared_lock": held, "msg": f"cleared the lock of {_describe_lock(held, now)} by force"}
+
+
+def execute(params: dict, check_mode: bool) -> dict:
+    """The ``boot_record`` module: one state, one change (see the module's documentation)."""
+    path = params.get("path") or default_path(params["name"])
+    user = _user()
+    state = params.get("state") or "query"
+    if state == "query":
+        record = read_record(path)
+        return {
+            "changed": False,
+            "path": path,
+            "exists": record is not None,
+            "record": record,
+            "lock_expired": lock_expired(record.get("lock")) if record else False,
+            "msg": f"boot record {path}: default entry {record['default']}" if record else f"there is no boot record at {path}",
+        }
+    changes: dict[str, Callable[[dict | None], tuple[dict | None, dict]]] = {
+        "defined": lambda r: define(
+            r, params["name"], params.get("engine"), params.get("entries"), params.get("default"), params.get("run_id")
+        ),
+        "evidence": lambda r: record_evidence(r, params["entry"], params.get("stage"), params.get("verify"), params.get("run_id")),
+        "switched": lambda r: switch(r, params["to"], params.get("run_id"), params.get("by") or user, params.get("reason") or "switch"),
+        "locked": lambda r: lock(
+            r, params.get("owner") or user, params["run_id"], int(params.get("ttl") or 3600), bool(params.get("force"))
+        ),
+        "unlocked": lambda r: unlock(r, params.get("run_id"), bool(params.get("force")), params.get("by") or user),
+    }
+    if state not in changes:
+        raise InvalidInput(f"unknown state {state!r}.", hint="use query, defined, evidence, switched, locked or unlocked.")
+    return apply(path, changes[state], check_mode)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

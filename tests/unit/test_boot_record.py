@@ -1,0 +1,260 @@
+"""The boot record's writing side: atomic 0600 writes, entries without secrets, evidence, switch, lock."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import multiprocessing
+import os
+
+import pytest
+
+from ansible_collections.dualboot.db.plugins.module_utils import boot_record as br
+from ansible_collections.dualboot.db.plugins.module_utils.errors import IntegrityError, InvalidInput, SafetyRefusal
+
+ENTRIES = {
+    "blue": {"login_host": "db1", "login_port": 5432, "login_user": "app", "login_db": "shop_blue"},
+    "green": {"login_host": "db1", "login_port": 5432, "login_user": "app", "login_db": "shop_green"},
+}
+T0 = datetime.datetime(2026, 11, 21, 16, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+def run(path, state, check_mode=False, **params):
+    return br.execute({"name": "shop", "path": str(path), "state": state, **params}, check_mode)
+
+
+@pytest.fixture
+def record(tmp_path):
+    path = tmp_path / "dualboot" / "shop.json"
+    run(path, "defined", engine="postgresql", entries=ENTRIES, default="blue")
+    return path
+
+
+def test_define_writes_0600_in_a_0700_directory_atomically(tmp_path):
+    path = tmp_path / "dualboot" / "shop.json"
+    result = run(path, "defined", engine="postgresql", entries=ENTRIES, default="blue")
+    assert result["changed"] and result["exists"]
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(path.parent).st_mode & 0o777) == "0o700"
+    assert os.listdir(path.parent) == ["shop.json"]  # no temporary file left behind
+    record = json.loads(path.read_text())
+    assert br.validate(record) == []
+    assert (record["default"], record["fallback"], record["history"], record["lock"]) == ("blue", None, [], None)
+    assert br.load_record(str(path)) == record
+
+
+def test_define_is_idempotent_and_query_reads(record):
+    mtime = os.stat(record).st_mtime_ns
+    again = run(record, "defined", engine="postgresql", entries=ENTRIES, default="blue")
+    assert not again["changed"] and os.stat(record).st_mtime_ns == mtime
+    q = run(record, "query")
+    assert not q["changed"] and q["exists"] and q["record"]["entries"] == ENTRIES and q["lock_expired"] is False
+
+
+def test_query_of_a_missing_record(tmp_path):
+    q = run(tmp_path / "none.json", "query")
+    assert (q["exists"], q["record"], q["changed"]) == (False, None, False)
+
+
+@pytest.mark.parametrize(
+    "entries,where",
+    [
+        ({"blue": {"login_host": "db1", "login_password": "x"}}, "blue.login_password"),
+        ({"blue": {"login_host": "db1", "connect_params": {"password": "x"}}}, "blue.connect_params.password"),
+        ({"blue": {"login_uri": "mongodb://app:pw@h1:27017,h2:27017/shop"}}, "blue.login_uri (a URI with a password)"),
+        ({"blue": {"login_host": "db1", "admin_password": "x"}}, "blue.admin_password"),
+    ],
+)
+def test_secrets_in_entries_are_refused(tmp_path, entries, where):
+    path = tmp_path / "shop.json"
+    with pytest.raises(InvalidInput, match="would store a secret") as exc:
+        run(path, "defined", engine="mongodb", entries=entries, default="blue")
+    assert where in str(exc.value) and not path.exists()
+
+
+def test_password_references_are_fine(tmp_path):
+    entries = {"blue": {"login_uri": "mongodb://app@h1/shop", "password_var": "vault_blue", "password_file": "/etc/pw"}}
+    assert run(tmp_path / "shop.json", "defined", engine="mongodb", entries=entries, default="blue")["changed"]
+
+
+def test_define_refuses_what_only_a_switch_may_do(record):
+    with pytest.raises(SafetyRefusal, match="state=switched"):
+        run(record, "defined", entries=ENTRIES, default="green")
+    with pytest.raises(InvalidInput, match="engine is postgresql"):
+        run(record, "defined", engine="mongodb", entries=ENTRIES)
+    with pytest.raises(SafetyRefusal, match="blue is the default entry; it cannot be removed"):
+        run(record, "defined", entries={"green": ENTRIES["green"]})
+    with pytest.raises(InvalidInput, match="belongs to deployment 'shop'"):
+        br.execute({"name": "other", "path": str(record), "state": "defined", "entries": ENTRIES}, False)
+
+
+def test_new_record_needs_engine_entries_default(tmp_path):
+    path = tmp_path / "shop.json"
+    with pytest.raises(InvalidInput, match="needs engine"):
+        run(path, "defined", entries=ENTRIES, default="blue")
+    with pytest.raises(InvalidInput, match="needs default, one of the entries"):
+        run(path, "defined", engine="postgresql", entries=ENTRIES, default="red")
+    assert not path.exists()
+
+
+def test_corrupt_record_is_reported_with_its_path_and_never_overwritten(record):
+    record.write_text('{"format": 1, "name": "shop", "entries": {')
+    damaged = record.read_bytes()
+    for state, params in [("query", {}), ("defined", {"entries": ENTRIES}), ("switched", {"to": "green"}), ("locked", {"run_id": "r"})]:
+        with pytest.raises(IntegrityError, match=f"boot record {record} is not readable JSON"):
+            run(record, state, **params)
+    assert record.read_bytes() == damaged
+    record.write_text(json.dumps({"format": 1, "name": "shop", "entries": ENTRIES, "default": "red"}))
+    with pytest.raises(IntegrityError, match=f"boot record {record} is invalid: default names unknown entry 'red'"):
+        run(record, "switched", to="green")
+
+
+def test_switch_makes_the_old_default_the_fallback_and_appends_history(record):
+    result = run(record, "switched", to="green", run_id="r1", by="ops", reason="cutover")
+    assert result["changed"] and (result["previous_default"], result["from"], result["to"]) == ("blue", "blue", "green")
+    rec = result["record"]
+    assert (rec["default"], rec["fallback"]) == ("green", "blue")
+    (entry,) = rec["history"]
+    assert {k: entry[k] for k in ("action", "from", "to", "run_id", "by", "outcome")} == {
+        "action": "cutover",
+        "from": "blue",
+        "to": "green",
+        "run_id": "r1",
+        "by": "ops",
+        "outcome": "ok",
+    }
+    assert br.parse_iso(entry["at"]) <= br.utc_now()
+    same = run(record, "switched", to="green")
+    assert not same["changed"] and same["previous_default"] == "green" and len(same["record"]["history"]) == 1
+    back = run(record, "switched", to="blue", reason="rollback")
+    assert (back["record"]["default"], back["record"]["fallback"]) == ("blue", "green")
+    assert [h["action"] for h in back["record"]["history"]] == ["cutover", "rollback"]
+    with pytest.raises(InvalidInput, match="entry 'red' is not in the boot record"):
+        run(record, "switched", to="red")
+
+
+def test_check_mode_computes_without_writing_and_diff_shows_json(record):
+    before = record.read_bytes()
+    result = run(record, "switched", check_mode=True, to="green")
+    assert result["changed"] and result["record"]["default"] == "green" and record.read_bytes() == before
+    assert json.loads(result["diff"]["before"])["default"] == "blue"
+    assert json.loads(result["diff"]["after"])["default"] == "green"
+    fresh = run(record.parent / "new.json", "defined", check_mode=True, engine="postgresql", entries=ENTRIES, default="blue")
+    assert fresh["changed"] and fresh["diff"]["before"] == "" and not (record.parent / "new.json").exists()
+
+
+def test_evidence_stage_then_verify(record):
+    r = run(record, "evidence", entry="green", stage={"backup_id": "b1"})
+    assert r["changed"] and r["record"]["staged"] == "green" and r["record"]["evidence"]["green"]["stage"]["backup_id"] == "b1"
+    assert "at" in r["record"]["evidence"]["green"]["stage"]
+    assert not run(record, "evidence", entry="green", stage={"backup_id": "b1"})["changed"]
+    r = run(record, "evidence", entry="green", verify={"verdict": "pass"})
+    assert r["record"]["evidence"]["green"]["verify"]["verdict"] == "pass"
+    assert not run(record, "evidence", entry="green", verify={"verdict": "pass"})["changed"]
+    # A new stage makes the old verify meaningless.
+    r = run(record, "evidence", entry="green", stage={"backup_id": "b2"})
+    assert set(r["record"]["evidence"]["green"]) == {"stage"}
+    # After the cutover the staged entry is the default; it is no longer "staged".
+    r = run(record, "switched", to="green")
+    assert r["record"]["staged"] is None
+
+
+def test_evidence_refusals(record):
+    with pytest.raises(SafetyRefusal, match="blue is the default entry"):
+        run(record, "evidence", entry="blue", stage={"x": 1})
+    with pytest.raises(InvalidInput, match="no stage evidence to verify"):
+        run(record, "evidence", entry="green", verify={"verdict": "pass"})
+    with pytest.raises(InvalidInput, match="would store a secret"):
+        run(record, "evidence", entry="green", stage={"source_uri": "postgresql://app:pw@db1/shop"})
+
+
+def test_moving_an_entry_drops_its_evidence(record):
+    run(record, "evidence", entry="green", stage={"backup_id": "b1"})
+    moved = {**ENTRIES, "green": {**ENTRIES["green"], "login_host": "db2"}}
+    r = run(record, "defined", entries=moved)
+    assert r["changed"] and "green" not in r["record"]["evidence"] and r["record"]["staged"] is None
+
+
+def test_lock_blocks_other_runs_until_released(record):
+    r = run(record, "locked", run_id="r1", owner="alice", ttl=600)
+    assert r["changed"] and r["lock"]["owner"] == "alice"
+    with pytest.raises(SafetyRefusal, match=r"locked by alice \(run r1"):
+        run(record, "locked", run_id="r2", owner="bob")
+    with pytest.raises(SafetyRefusal, match="cannot switch to green"):
+        run(record, "switched", to="green", run_id="r2")
+    with pytest.raises(SafetyRefusal, match="cannot record evidence"):
+        run(record, "evidence", entry="green", stage={"a": 1})
+    with pytest.raises(SafetyRefusal, match="not by run r2"):
+        run(record, "unlocked", run_id="r2")
+    assert run(record, "switched", to="green", run_id="r1")["changed"]  # the holder may act
+    assert run(record, "unlocked", run_id="r1")["changed"]
+    assert not run(record, "unlocked", run_id="r1")["changed"]
+    assert run(record, "locked", run_id="r2", owner="bob")["lock"]["run_id"] == "r2"
+
+
+def test_expired_lock_still_blocks_and_force_clears_it_deliberately(record):
+    rec, _ = br.lock(br.load_record(str(record)), "alice", "r1", ttl=60, now=T0)
+    br.write_record(str(record), rec)
+    later = T0 + datetime.timedelta(seconds=61)
+    assert br.lock_expired(rec["lock"], later) and not br.lock_expired(rec["lock"], T0)
+    with pytest.raises(SafetyRefusal, match=r"expired 2026-11-21T16:01:00Z.*probably crashed"):
+        br.lock(br.load_record(str(record)), "bob", "r2", ttl=60, now=later)
+    # force takes over an expired lock only ...
+    with pytest.raises(SafetyRefusal, match="force takes over an expired lock only"):
+        br.lock(br.load_record(str(record)), "bob", "r2", ttl=60, force=True, now=T0 + datetime.timedelta(seconds=30))
+    taken, facts = br.lock(br.load_record(str(record)), "bob", "r2", ttl=60, force=True, now=later)
+    assert taken["lock"]["run_id"] == "r2" and facts["cleared_lock"]["run_id"] == "r1"
+    assert taken["history"][-1]["action"] == "lock-taken-over" and taken["history"][-1]["cleared"]["owner"] == "alice"
+    # ... while unlock with force clears any lock, leaving a history entry.
+    r = run(record, "unlocked", run_id="ops-cleanup", force=True, by="carol")
+    assert r["changed"] and r["record"]["lock"] is None and r["cleared_lock"]["owner"] == "alice"
+    assert r["record"]["history"][-1]["action"] == "unlock-forced" and r["record"]["history"][-1]["by"] == "carol"
+
+
+def test_same_run_extends_its_lock(record):
+    first, _ = br.lock(br.load_record(str(record)), "alice", "r1", ttl=60, now=T0)
+    again, _ = br.lock(first, "alice", "r1", ttl=60, now=T0 + datetime.timedelta(seconds=50))
+    assert again["lock"]["acquired"] == first["lock"]["acquired"] and again["lock"]["expires"] == "2026-11-21T16:01:50Z"
+
+
+def _contend(path: str, run_id: str, barrier, queue) -> None:
+    barrier.wait()
+    try:
+        br.execute({"name": "shop", "path": path, "state": "locked", "run_id": run_id, "owner": run_id}, False)
+        queue.put(("won", run_id))
+    except SafetyRefusal:
+        queue.put(("refused", run_id))
+
+
+def test_concurrent_lock_attempts_have_exactly_one_winner(record):
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(10):
+        run(record, "unlocked", force=True)
+        n = 6
+        barrier, queue = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_contend, args=(str(record), f"r{round_}-{i}", barrier, queue)) for i in range(n)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        outcomes = [queue.get(timeout=5) for _ in range(n)]
+        winners = [r for outcome, r in outcomes if outcome == "won"]
+        assert len(winners) == 1, outcomes
+        assert br.load_record(str(record))["lock"]["run_id"] == winners[0]
+
+
+def test_record_keeps_unknown_keys_other_features_add(record):
+    rec = br.load_record(str(record))
+    rec["replication"] = {"slots": ["dualboot_shop"]}
+    br.write_record(str(record), rec)
+    assert run(record, "switched", to="green")["record"]["replication"] == {"slots": ["dualboot_shop"]}
+
+
+def test_rewrite_keeps_the_owner_and_0600(record):
+    if os.geteuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    os.chown(record, 65534, 65534)
+    os.chmod(record, 0o644)
+    run(record, "switched", to="green")
+    st = os.stat(record)
+    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (65534, 65534, "0o600")
