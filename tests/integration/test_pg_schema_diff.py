@@ -1,0 +1,129 @@
+"""postgresql_schema_diff through Ansible: the reference changes R1/R2, expect/ignore, filters, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+USERS = "CREATE TABLE users (user_id serial PRIMARY KEY, user_name varchar(255), creation_date timestamp);"
+R1 = "ALTER TABLE users RENAME COLUMN user_name TO full_name; ALTER TABLE users ALTER COLUMN full_name TYPE text;"
+R2 = """CREATE TABLE user_profiles (profile_id serial PRIMARY KEY, user_id integer REFERENCES users(user_id), profile_data jsonb);
+ALTER TABLE users DROP COLUMN full_name; ALTER TABLE users DROP COLUMN creation_date;"""
+
+
+@pytest.fixture
+def pair(pg):
+    a, b = pg.create_database(), pg.create_database()
+    for db in (a, b):
+        db.execute(USERS)
+        db.execute("INSERT INTO users (user_name, creation_date) SELECT 'u' || i, now() FROM generate_series(1, 50) i")
+    yield a, b
+    pg.drop_database(a.name)
+    pg.drop_database(b.name)
+
+
+def args(pg, a, b, **extra):
+    return {**pg.login_params(), "source": {"login_db": a.name}, "target": {"login_db": b.name}, **extra}
+
+
+def test_r1_expected_rename_passes_and_reports_possible_rename(pg, pair, run_module):
+    a, b = pair
+    b.execute(R1)
+    expect = [
+        {"kind": "column", "name": "users.user_name", "change": "removed"},
+        {"kind": "column", "name": "users.full_name", "change": "added"},
+    ]
+    r = run_module("postgresql_schema_diff", args(pg, a, b, expect=expect), check=True)
+    assert not r.failed, r.msg
+    assert not r.changed
+    assert r["expectations"] == {"met": True, "problems": []}
+    assert r["possible_renames"] == [{"kind": "column", "schema": "public", "table": "users", "before": "user_name", "after": "full_name"}]
+    assert {(c["name"], c["change"]) for c in r["changes"]} == {("users.user_name", "removed"), ("users.full_name", "added")}
+    removed = next(c for c in r["changes"] if c["change"] == "removed")
+    assert removed["hazards"][0] == "deletes_data" and removed["before"] == "character varying(255)"
+    assert any("column user_name removed" in s and "deletes data" in s for s in r["summary"])
+    assert pg.password not in r.output
+
+
+def test_r2_unexpected_and_missing_changes_fail_naming_each(pg, pair, run_module):
+    a, b = pair
+    b.execute(R1)
+    b.execute(R2)
+    expect = [
+        {"kind": "table", "name": "user_profiles", "change": "added"},
+        {"kind": "column", "name": "users.full_name", "change": "removed"},
+        {"kind": "index", "name": "users_never_made", "change": "added"},
+    ]
+    r = run_module("postgresql_schema_diff", args(pg, a, b, expect=expect))
+    assert r.failed and r["error"] == "IntegrityError"
+    assert "unexpected: table public.users: column creation_date removed" in r.msg
+    assert "expected but missing: kind=index, name=users_never_made, change=added" in r.msg
+    assert "expected but missing: kind=column, name=users.full_name" in r.msg  # against the source, full_name never existed
+    assert r["hazards"]["deletes_data"] == 2 and "breaks_dependents" not in r["hazards"]
+
+
+def test_r2_full_expectation_with_globs(pg, pair, run_module):
+    a, b = pair
+    b.execute(R1)
+    b.execute(R2)
+    expect = [
+        {"name": "user_profiles*", "change": "added"},
+        {"kind": "column", "name": "users.user_name", "change": "removed"},
+        {"kind": "column", "name": "users.creation_date", "change": "removed"},
+    ]
+    r = run_module("postgresql_schema_diff", args(pg, a, b, expect=expect))
+    assert not r.failed, r.msg
+    kinds = sorted({c["kind"] for c in r["changes"]})
+    assert kinds == ["column", "constraint", "sequence", "table"]
+    assert r["sql"][0] == "SET check_function_bodies = off;"
+    fk = [s for s in r["sql"] if "FOREIGN KEY" in s]
+    create = [i for i, s in enumerate(r["sql"]) if s.startswith("CREATE TABLE public.user_profiles")]
+    assert fk and create and r["sql"].index(fk[0]) > create[0]
+
+
+def test_identical_copy_with_expect_empty_and_ignore(pg, pair, run_module):
+    a, b = pair
+    r = run_module("postgresql_schema_diff", args(pg, a, b, expect=[]))
+    assert not r.failed and r["identical"] and r["sql"] == []
+    b.execute("COMMENT ON TABLE users IS 'people'")
+    r = run_module("postgresql_schema_diff", args(pg, a, b, expect=[]))
+    assert r.failed and "table public.users comment changed" in r.msg
+    r = run_module("postgresql_schema_diff", args(pg, a, b, expect=[], ignore=[{"attribute": "comment"}]))
+    assert not r.failed and r["counts"]["ignored"] == 1
+
+
+def test_schemas_filter_and_dualboot_schema_left_out(pg, pair, run_module):
+    a, b = pair
+    b.execute("CREATE SCHEMA dualboot; CREATE TABLE dualboot.migrations (id int); CREATE SCHEMA other; CREATE TABLE other.t (id int)")
+    r = run_module("postgresql_schema_diff", args(pg, a, b, schemas=["public"]))
+    assert r["identical"], r["summary"]
+    r = run_module("postgresql_schema_diff", args(pg, a, b))
+    assert {c["schema"] for c in r["changes"]} == {"other"}
+
+
+def test_column_order_is_optional(pg, pair, run_module):
+    a, b = pair
+    for db, cols in ((a, "x int, y int"), (b, "y int, x int")):
+        db.execute(f"CREATE TABLE ordered ({cols})")
+    assert run_module("postgresql_schema_diff", args(pg, a, b))["identical"]
+    r = run_module("postgresql_schema_diff", args(pg, a, b, check_column_order=True))
+    assert {(c["name"], c["attribute"]) for c in r["changes"]} == {("ordered.x", "position"), ("ordered.y", "position")}
+
+
+def test_owners_and_grants_only_on_request(pg, pair, run_module):
+    a, b = pair
+    b.execute("DO $$ BEGIN CREATE ROLE diff_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    b.execute("GRANT SELECT ON users TO diff_reader")
+    assert run_module("postgresql_schema_diff", args(pg, a, b))["identical"]
+    r = run_module("postgresql_schema_diff", args(pg, a, b, include_owners_and_grants=True))
+    assert [(c["name"], c["attribute"]) for c in r["changes"]] == [("users", "grants")]
+
+
+def test_wrong_password_and_bad_matcher_fail_clearly(pg, pair, run_module):
+    a, b = pair
+    bad = args(pg, a, b)
+    bad["target"]["login_password"] = "wrong-password"
+    r = run_module("postgresql_schema_diff", bad)
+    assert r.failed and r["error"] == "ConnectionFailed" and "password authentication failed" in r.msg
+    assert "wrong-password" not in r.output
+    r = run_module("postgresql_schema_diff", args(pg, a, b, expect=[{"kind": "column", "nmae": "x"}]))
+    assert r.failed and r["error"] == "InvalidInput" and "nmae" in r.msg

@@ -1,0 +1,90 @@
+"""The diff engine on hand-made snapshots (no server): records, hazards, renames, SQL order."""
+
+from __future__ import annotations
+
+from ansible_collections.dualboot.db.plugins.module_utils import pg_diff
+from ansible_collections.dualboot.db.plugins.module_utils.pg_catalog import KINDS, column_definition, qident
+
+
+def snapshot(columns: dict, views: dict | None = None) -> dict:
+    objects = {k: {} for k in KINDS}
+    objects["table"][("public", "users")] = {
+        "kind": "table",
+        "schema": "public",
+        "name": "users",
+        "attrs": {"kind": "table", "persistence": "permanent", "partition_key": None, "partition_of": None, "partition_bound": None,
+                  "inherits": [], "row_security": False, "force_row_security": False, "options": [], "comment": None},
+        "info": {"oid": 1, "columns": list(columns)},
+    }  # fmt: skip
+    for i, (name, (typ, attnum)) in enumerate(columns.items()):
+        attrs = {"type": typ, "nullable": True, "default": None, "identity": None, "generated": None, "collation": None, "comment": None}
+        objects["column"][("public", f"users.{name}")] = {
+            "kind": "column",
+            "schema": "public",
+            "name": f"users.{name}",
+            "attrs": attrs,
+            "info": {"table": "users", "column": name, "attnum": attnum, "definition": column_definition(attrs), "i": i},
+        }
+    for name, deps in (views or {}).items():
+        objects["view"][("public", name)] = {
+            "kind": "view",
+            "schema": "public",
+            "name": name,
+            "attrs": {"definition": f"SELECT * FROM {deps[0]}", "options": [], "comment": None},
+            "info": {"oid": 10, "depends_on": deps, "definition": "..."},
+        }
+    return {"objects": objects}
+
+
+def test_r1_rename_in_place_is_flagged_with_hazards():
+    a = snapshot({"user_id": ("integer", 1), "user_name": ("character varying(255)", 2)}, views={"v": ["public.users"]})
+    b = snapshot({"user_id": ("integer", 1), "full_name": ("text", 2)}, views={"v": ["public.users"]})
+    records = pg_diff.diff(a, b)
+    assert [(r["name"], r["change"]) for r in records] == [("users.full_name", "added"), ("users.user_name", "removed")]
+    removed = records[1]
+    assert removed["possible_rename"] == {"to": "full_name"}
+    assert removed["hazards"] == ["deletes_data", "access_exclusive_lock", "breaks_dependents"]
+    assert pg_diff.possible_renames(records) == [
+        {"kind": "column", "schema": "public", "table": "users", "before": "user_name", "after": "full_name"}
+    ]
+    sql = pg_diff.suggested_sql(records, a, b)
+    # the dependent view is dropped before the column and created again after it
+    assert sql.index("DROP VIEW IF EXISTS public.v;") < sql.index("ALTER TABLE public.users DROP COLUMN user_name;")
+    assert sql.index("ALTER TABLE public.users ADD COLUMN full_name text;") < next(
+        i for i, s in enumerate(sql) if s.startswith("CREATE VIEW")
+    )
+
+
+def test_same_type_pair_is_a_possible_rename_but_new_types_are_not():
+    a = snapshot({"a": ("integer", 1), "b": ("text", 2)})
+    b = snapshot({"a": ("integer", 1), "c": ("text", 3)})
+    assert pg_diff.possible_renames(pg_diff.diff(a, b))[0]["after"] == "c"
+    b = snapshot({"a": ("integer", 1), "c": ("jsonb", 3)})
+    assert pg_diff.possible_renames(pg_diff.diff(a, b)) == []
+
+
+def test_type_change_hazards():
+    assert pg_diff._type_change_rewrites("character varying(10)", "character varying(40)") == (False, False)
+    assert pg_diff._type_change_rewrites("character varying(40)", "character varying(10)") == (False, True)
+    assert pg_diff._type_change_rewrites("character varying(255)", "text") == (False, False)
+    assert pg_diff._type_change_rewrites("integer", "bigint") == (True, True)
+    a = snapshot({"n": ("integer", 1)})
+    b = snapshot({"n": ("bigint", 1)})
+    (r,) = pg_diff.diff(a, b)
+    assert (r["change"], r["attribute"], r["before"], r["after"]) == ("modified", "type", "integer", "bigint")
+    assert r["hazards"] == ["rewrites_table", "access_exclusive_lock", "may_fail_on_existing_data"]
+    assert pg_diff.describe(r) == (
+        "table public.users: column n type changed: integer -> bigint "
+        "(rewrites the table, takes an ACCESS EXCLUSIVE lock, may fail on existing data)"
+    )
+
+
+def test_identifiers_are_quoted_in_suggested_sql():
+    assert qident("users") == "users" and qident("User") == '"User"' and qident("select") == '"select"' and qident('a"b') == '"a""b"'
+
+
+def test_records_sort_stably():
+    a = snapshot({"z": ("integer", 1), "a": ("integer", 2)})
+    b = snapshot({})
+    names = [r["name"] for r in pg_diff.diff(a, b)]
+    assert names == ["users.a", "users.z"] == [r["name"] for r in pg_diff.diff(a, b)]
