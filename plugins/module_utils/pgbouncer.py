@@ -13,7 +13,7 @@ pause instead of errors and no transaction runs on the old entry after the switc
 ``PAUSE`` is bounded; on a timeout or any failure the alias is resumed and the file restored.
 
 The admin console speaks only the simple query protocol: psycopg sends a query without
-parameters that way.
+parameters that way, as long as it does not prepare it (``prepare_threshold = None``).
 """
 
 from __future__ import annotations
@@ -71,12 +71,21 @@ def _admin_conn(admin: dict) -> postgresql.PgConnection:
 
 def connect_admin(conn: postgresql.PgConnection) -> Any:
     try:
-        return postgresql.connect(conn, autocommit=True)
+        admin = postgresql.connect(conn, autocommit=True)
     except ConnectionFailed as exc:
+        cause = re.sub(r"^.*failed: (FATAL: +)?", "", exc.message)
+        if "authentication failed" in cause or "not allowed" in cause:
+            raise ConnectionFailed(
+                f"the PgBouncer admin console {conn.label()} refused user {conn.user!r}: {cause}; nothing was changed.",
+                hint="check pgbouncer_admin.login_password, and that the user is in PgBouncer's auth_file and admin_users.",
+            ) from None
         raise ConnectionFailed(
-            f"cannot reach the PgBouncer admin console {conn.label()}: {exc.message.split(': ', 1)[-1]}; nothing was changed.",
-            hint="check pgbouncer_admin (login_host, login_port, login_user, login_password) and that the user is in admin_users.",
+            f"cannot reach the PgBouncer admin console {conn.label()}: {cause}; nothing was changed.",
+            hint="check pgbouncer_admin (login_host, login_port) and that PgBouncer runs and listens there.",
         ) from None
+    # psycopg prepares a statement run 5 times (extended protocol), which the admin console refuses.
+    admin.prepare_threshold = None
+    return admin
 
 
 # --------------------------------------------------------------------------------------------

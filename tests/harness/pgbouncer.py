@@ -153,9 +153,11 @@ class PgBouncer:
         return {"login_host": self.host, "login_port": self.port, "login_user": self.admin_user, "login_password": self.admin_password}
 
     def connect(self, dbname: str, user: str, autocommit: bool = True, **kwargs):
-        """A client connection through PgBouncer (what an application holds)."""
+        """A client connection through PgBouncer (what an application holds). Without prepared statements,
+        as transaction pooling requires of applications (PgBouncer 1.18 does not track them)."""
         import psycopg
 
+        kwargs.setdefault("prepare_threshold", None)
         return psycopg.connect(
             host=self.host,
             port=self.port,
@@ -168,9 +170,15 @@ class PgBouncer:
         )
 
     def admin(self):
-        """A connection to the admin console (simple query protocol: no parameters)."""
+        """A connection to the admin console (simple query protocol: no parameters, never prepared)."""
         import psycopg
 
         return psycopg.connect(
-            host=self.host, port=self.port, dbname="pgbouncer", user=self.admin_user, password=self.admin_password, autocommit=True
+            host=self.host,
+            port=self.port,
+            dbname="pgbouncer",
+            user=self.admin_user,
+            password=self.admin_password,
+            autocommit=True,
+            prepare_threshold=None,
         )
