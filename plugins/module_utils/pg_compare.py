@@ -1,0 +1,475 @@
+# Copyright: dualboot.db contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Compare the data of two PostgreSQL databases: row counts, content checksums, SQL assertions.
+
+Method (documented in docs/postgresql-verification.md):
+
+- Each side is read in one ``REPEATABLE READ READ ONLY`` transaction (a consistent snapshot) with
+  the same output settings (DateStyle, TimeZone, extra_float_digits, ...), so equal values print
+  the same text on both sides.
+- A row's fingerprint is ``hashtextextended(ROW(c1, c2, ...)::text, 0)`` over the columns both
+  sides have, in the source's column order. A key range's checksum is the count, the sum of the
+  fingerprints and the sum of the text lengths, computed by the server: only these numbers cross
+  the network, never row contents.
+- Tables with a primary key (or a unique index on NOT NULL columns) are streamed in key ranges of
+  ``chunk_rows`` rows: the source walks ``WHERE key > last ORDER BY key LIMIT n`` and the target
+  aggregates the same range, in parallel with the source's next range. Memory stays bounded by
+  one range's numbers. Tables without such a key are compared as one range.
+- Tables changed by the migration are excluded or compared through ``mappings`` (a query per
+  side, compared as multisets of rows); ``assertions`` run SQL with an expected value or two
+  queries that must agree.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+from ansible_collections.dualboot.db.plugins.module_utils.errors import IntegrityError, InvalidInput, OperationFailed
+from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect, from_params
+
+try:
+    from psycopg import Error as PsycopgError
+    from psycopg import sql
+except ImportError:  # pragma: no cover - reported by runner.require in the module
+    sql = None
+    PsycopgError = Exception
+
+MAX_RANGES_REPORTED = 10
+MAX_ROWS_SHOWN = 10
+
+SESSION_SETTINGS = (
+    "SET LOCAL DateStyle = 'ISO, YMD'",
+    "SET LOCAL IntervalStyle = 'postgres'",
+    "SET LOCAL TimeZone = 'UTC'",
+    "SET LOCAL extra_float_digits = 1",
+    "SET LOCAL bytea_output = 'hex'",
+)
+
+Q_TABLES = """
+SELECT n.nspname, c.relname, c.relkind,
+  (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FROM pg_attribute a
+    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM (
+     SELECT i.indkey, i.indisprimary FROM pg_index i
+      WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
+        AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey) x JOIN pg_attribute xa ON xa.attrelid = c.oid AND xa.attnum = x
+                        WHERE NOT xa.attnotnull)
+      ORDER BY i.indisprimary DESC, i.indnatts, i.indexrelid LIMIT 1) best,
+     unnest(best.indkey) WITH ORDINALITY k(attnum, ord)
+     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'dualboot') AND n.nspname NOT LIKE 'pg\\_%%'
+  AND (%(schemas)s::text[] IS NULL OR n.nspname = ANY(%(schemas)s::text[]))
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+
+class _Side:
+    """One database opened in a read-only snapshot transaction."""
+
+    def __init__(self, conn: PgConnection) -> None:
+        self.conn = conn
+        self.db = connect(conn)
+        self.db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        for stmt in SESSION_SETTINGS:
+            self.db.execute(stmt)
+        # The snapshot is taken by the first query, not by BEGIN: take it now, for both sides at once.
+        self.snapshot = self.db.execute("SELECT pg_current_snapshot()::text").fetchone()[0]
+
+    def query(self, stmt: Any, params: Any = None) -> list:
+        return self.db.execute(stmt, params).fetchall()
+
+    def tables(self, schemas: list | None) -> dict:
+        out = {}
+        for nsp, name, relkind, cols, types, key in self.query(Q_TABLES, {"schemas": list(schemas) if schemas else None}):
+            out[f"{nsp}.{name}"] = {
+                "schema": nsp,
+                "name": name,
+                "only": relkind == "r",  # plain tables: leave inheritance children to their own comparison
+                "columns": dict(zip(cols or [], types or [])),
+                "key": list(key or []),
+            }
+        return out
+
+    def close(self) -> None:
+        try:
+            self.db.execute("ROLLBACK")
+        finally:
+            self.db.close()
+
+
+def _select_tables(names: list[str], tables: list | None, exclude: list | None) -> list[str]:
+    def hit(name: str, patterns: list) -> bool:
+        short = name.split(".", 1)[1]
+        return any(fnmatch.fnmatchcase(name, p) or ("." not in p and fnmatch.fnmatchcase(short, p)) for p in patterns)
+
+    chosen = [n for n in names if not tables or hit(n, tables)]
+    return [n for n in chosen if not exclude or not hit(n, exclude)]
+
+
+class _TableCompare:
+    """Key-range comparison of one table present on both sides."""
+
+    def __init__(self, src: _Side, dst: _Side, pool: ThreadPoolExecutor, s: dict, t: dict, chunk_rows: int, show_rows: bool) -> None:
+        self.src, self.dst, self.pool = src, dst, pool
+        self.chunk_rows = chunk_rows
+        self.show_rows = show_rows
+        self.columns = [c for c in s["columns"] if c in t["columns"]]
+        self.key = s["key"] if s["key"] and all(k in t["columns"] for k in s["key"]) else []
+        self.key_types = [s["columns"][k] for k in self.key]
+        rel = sql.Identifier(s["schema"], s["name"])
+        self.rel = sql.SQL("ONLY {}").format(rel) if s["only"] else rel
+        self.row = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(sql.Identifier(c) for c in self.columns))
+        self.keys = sql.SQL(", ").join(sql.Identifier(k) for k in self.key)
+
+    def _keyrow(self) -> Any:
+        return sql.SQL("ROW({})").format(self.keys)
+
+    def _params_row(self) -> Any:
+        return sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.SQL("%s::" + t) for t in self.key_types))
+
+    def _agg(self) -> Any:
+        return sql.SQL("count(*), coalesce(sum(hashtextextended(t, 0)), 0), coalesce(sum(octet_length(t)), 0)")
+
+    def source_chunk(self, after: tuple | None) -> tuple:
+        where = sql.SQL("WHERE {} > {}").format(self._keyrow(), self._params_row()) if after is not None else sql.SQL("")
+        desc = sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier(k)) for k in self.key)
+        stmt = sql.SQL(
+            "WITH x AS MATERIALIZED (SELECT {keys}, {row} AS t FROM {rel} {where} ORDER BY {keys} LIMIT {n}), "
+            "agg AS (SELECT {agg} FROM x) "
+            "SELECT agg.*, last.* FROM agg LEFT JOIN (SELECT {keys} FROM x ORDER BY {desc} LIMIT 1) last ON true"
+        ).format(keys=self.keys, row=self.row, rel=self.rel, where=where, n=sql.Literal(self.chunk_rows), agg=self._agg(), desc=desc)
+        row = self.src.query(stmt, after)[0]
+        return row[0], row[1], row[2], tuple(row[3:]) if row[0] else None
+
+    def target_range(self, after: tuple | None, through: tuple | None) -> tuple:
+        conds, params = [], []
+        if after is not None:
+            conds.append(sql.SQL("{} > {}").format(self._keyrow(), self._params_row()))
+            params += list(after)
+        if through is not None:
+            conds.append(sql.SQL("{} <= {}").format(self._keyrow(), self._params_row()))
+            params += list(through)
+        where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
+        stmt = sql.SQL("SELECT {agg} FROM (SELECT {row} AS t FROM {rel} {where}) x").format(
+            agg=self._agg(), row=self.row, rel=self.rel, where=where
+        )
+        return tuple(self.dst.query(stmt, params)[0])
+
+    def whole(self, side: _Side) -> tuple:
+        stmt = sql.SQL("SELECT {agg} FROM (SELECT {row} AS t FROM {rel}) x").format(agg=self._agg(), row=self.row, rel=self.rel)
+        return tuple(side.query(stmt)[0])
+
+    def rows_in_range(self, side: _Side, after: tuple | None, through: tuple | None) -> dict:
+        conds, params = [], []
+        if after is not None:
+            conds.append(sql.SQL("{} > {}").format(self._keyrow(), self._params_row()))
+            params += list(after)
+        if through is not None:
+            conds.append(sql.SQL("{} <= {}").format(self._keyrow(), self._params_row()))
+            params += list(through)
+        where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
+        stmt = sql.SQL("SELECT {keys}, {row} FROM {rel} {where} ORDER BY {keys} LIMIT {n}").format(
+            keys=self.keys, row=self.row, rel=self.rel, where=where, n=sql.Literal(self.chunk_rows * 2)
+        )
+        return {tuple(_jsonable(v) for v in r[:-1]): r[-1] for r in side.query(stmt, params)}
+
+    def run(self) -> dict:
+        started = time.monotonic()
+        out: dict = {"method": "key ranges" if self.key else "whole table", "key": self.key, "ranges": 0, "mismatched_ranges": []}
+        src_rows = dst_rows = src_bytes = dst_bytes = 0
+        mismatches = 0
+        if not self.key:
+            fa, fb = self.pool.submit(self.whole, self.src), self.pool.submit(self.whole, self.dst)
+            a, b = fa.result(), fb.result()
+            src_rows, src_bytes, dst_rows, dst_bytes = a[0], a[2], b[0], b[2]
+            out["ranges"] = 1
+            if a != b:
+                mismatches = 1
+                out["mismatched_ranges"].append({"after": None, "through": None, "source_rows": a[0], "target_rows": b[0]})
+        else:
+            prev = None
+            fut = self.pool.submit(self.source_chunk, prev)
+            while True:
+                count, hsum, nbytes, last = fut.result()
+                if not count:
+                    tail = self.target_range(prev, None)
+                    dst_rows += tail[0]
+                    dst_bytes += tail[2]
+                    if tail[0]:
+                        mismatches += 1
+                        self._report(out, prev, None, 0, tail[0])
+                    break
+                tfut = self.pool.submit(self.target_range, prev, last)
+                fut = self.pool.submit(self.source_chunk, last)
+                t = tfut.result()
+                out["ranges"] += 1
+                src_rows += count
+                src_bytes += nbytes
+                dst_rows += t[0]
+                dst_bytes += t[2]
+                if (count, hsum, nbytes) != t:
+                    mismatches += 1
+                    self._report(out, prev, last, count, t[0])
+                prev = last
+        out.update(
+            source_rows=src_rows,
+            target_rows=dst_rows,
+            bytes=src_bytes + dst_bytes,
+            equal=mismatches == 0,
+            mismatches=mismatches,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return out
+
+    def _report(self, out: dict, after: tuple | None, through: tuple | None, src_rows: int, dst_rows: int) -> None:
+        if len(out["mismatched_ranges"]) >= MAX_RANGES_REPORTED:
+            return
+        item: dict = {
+            "after": _key_dict(self.key, after),
+            "through": _key_dict(self.key, through),
+            "source_rows": src_rows,
+            "target_rows": dst_rows,
+        }
+        if self.show_rows:
+            a = self.rows_in_range(self.src, after, through)
+            b = self.rows_in_range(self.dst, after, through)
+            diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            item["rows"] = [{"key": _key_dict(self.key, k), "source": a.get(k), "target": b.get(k)} for k in diff[:MAX_ROWS_SHOWN]]
+        out["mismatched_ranges"].append(item)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    if isinstance(v, Decimal):
+        return str(v)
+    return str(v)
+
+
+def _key_dict(key: list, values: tuple | None) -> dict | None:
+    if values is None:
+        return None
+    return {k: _jsonable(v) for k, v in zip(key, values)}
+
+
+def _multiset(side: _Side, query: str) -> tuple:
+    stmt = sql.SQL(
+        "SELECT count(*), coalesce(sum(hashtextextended(q::text, 0)), 0), coalesce(sum(octet_length(q::text)), 0) FROM ({}) q"
+    ).format(sql.SQL(query.strip().rstrip(";")))
+    return tuple(side.query(stmt)[0])
+
+
+def _scalar_or_rows(rows: list, show_rows: bool) -> Any:
+    if len(rows) == 1 and len(rows[0]) == 1:
+        return _jsonable(rows[0][0])
+    return [[_jsonable(v) for v in r] for r in rows] if show_rows else f"{len(rows)} rows"
+
+
+def _equal_value(value: Any, expected: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(value, bool):
+        return str(value).lower() == str(expected).lower()
+    try:
+        return Decimal(str(value)) == Decimal(str(expected))
+    except ArithmeticError:
+        return str(value) == str(expected)
+
+
+def _run_query(side: _Side, query: str, what: str) -> list:
+    try:
+        side.db.execute("SAVEPOINT dualboot_check")
+        rows = side.query(query)
+        side.db.execute("RELEASE SAVEPOINT dualboot_check")
+        return rows
+    except PsycopgError as exc:
+        side.db.execute("ROLLBACK TO SAVEPOINT dualboot_check")
+        raise InvalidInput(f"{what} failed on {side.conn.label()}: {str(exc).strip()}", hint=f"correct the SQL of {what}.") from None
+
+
+def _validate(mappings: list, assertions: list) -> None:
+    for i, m in enumerate(mappings):
+        missing = [k for k in ("table", "source_query", "target_query") if not m.get(k)]
+        if missing:
+            raise InvalidInput(f"mappings[{i}] lacks {', '.join(missing)}.", hint="give each mapping table, source_query and target_query.")
+    for i, a in enumerate(assertions):
+        name = a.get("name") or f"assertions[{i}]"
+        if a.get("query") and a.get("expect") is not None and not (a.get("source_query") or a.get("target_query")):
+            continue
+        if a.get("source_query") and a.get("target_query") and not a.get("query"):
+            continue
+        raise InvalidInput(
+            f"{name} must have either query and expect (checked on the target) or source_query and target_query (must agree).",
+            hint=f"correct {name}.",
+        )
+
+
+def compare(
+    source: PgConnection,
+    target: PgConnection,
+    schemas: list | None = None,
+    tables: list | None = None,
+    exclude: list | None = None,
+    mappings: list | None = None,
+    assertions: list | None = None,
+    chunk_rows: int = 50000,
+    show_rows: bool = False,
+    fail_on_mismatch: bool = True,
+) -> dict:
+    """Compare table data and run assertions; raise :class:`IntegrityError` on any mismatch."""
+    mappings, assertions = list(mappings or []), list(assertions or [])
+    _validate(mappings, assertions)
+    if chunk_rows < 1:
+        raise InvalidInput(f"chunk_rows must be at least 1, not {chunk_rows}.", hint="use the default (50000) or a positive number.")
+    started = time.monotonic()
+    src = dst = None
+    try:
+        src = _Side(source)
+        dst = _Side(target)
+        return _compare(src, dst, schemas, tables, exclude, mappings, assertions, chunk_rows, show_rows, fail_on_mismatch, started)
+    except PsycopgError as exc:
+        raise OperationFailed(
+            f"data comparison failed: {str(exc).strip()}", hint="check that both entries are reachable and readable by the login role."
+        ) from None
+    finally:
+        for side in (src, dst):
+            if side is not None:
+                side.close()
+
+
+def _compare(src, dst, schemas, tables, exclude, mappings, assertions, chunk_rows, show_rows, fail_on_mismatch, started) -> dict:
+    a, b = src.tables(schemas), dst.tables(schemas)
+    mapped = {m["table"] if "." in m["table"] else f"public.{m['table']}" for m in mappings}
+    names_a = _select_tables(sorted(a), tables, exclude)
+    names_b = _select_tables(sorted(b), tables, exclude)
+    if tables:
+        unknown = [p for p in tables if not _select_tables(sorted(a.keys() | b.keys()), [p], None)]
+        if unknown:
+            raise InvalidInput(f"tables {', '.join(unknown)} match no table on either side.", hint="correct the tables option.")
+    only_source = [n for n in names_a if n not in b and n not in mapped]
+    only_target = [n for n in names_b if n not in a and n not in mapped]
+    common = [n for n in names_a if n in b and n not in mapped]
+
+    results, problems = [], []
+    rows = nbytes = 0
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for name in common:
+            tc = _TableCompare(src, dst, pool, a[name], b[name], chunk_rows, show_rows)
+            r = {"table": name, **tc.run()}
+            dropped = sorted(set(a[name]["columns"]) - set(b[name]["columns"]))
+            new = sorted(set(b[name]["columns"]) - set(a[name]["columns"]))
+            if dropped or new:
+                r["columns_only_in_source"], r["columns_only_in_target"] = dropped, new
+            results.append(r)
+            rows += r["source_rows"] + r["target_rows"]
+            nbytes += r["bytes"]
+            if not r["equal"]:
+                if r["source_rows"] != r["target_rows"]:
+                    problems.append(f"table {name}: {r['source_rows']} rows on source, {r['target_rows']} on target")
+                else:
+                    problems.append(f"table {name}: content differs in {r['mismatches']} key range(s) (same row count {r['source_rows']})")
+                for rng in r["mismatched_ranges"][:3]:
+                    problems.append(
+                        f"  {name} range after {rng['after']} through {rng['through']}: {rng['source_rows']} vs {rng['target_rows']} rows"
+                    )
+    for name in only_source:
+        problems.append(f"table {name} is missing on target")
+
+    mapping_results = []
+    for m in mappings:
+        t0 = time.monotonic()
+        sa = _multiset_checked(src, m["source_query"], f"mapping {m['table']} source_query")
+        sb = _multiset_checked(dst, m["target_query"], f"mapping {m['table']} target_query")
+        ok = sa == sb
+        mapping_results.append(
+            {"table": m["table"], "equal": ok, "source_rows": sa[0], "target_rows": sb[0], "seconds": round(time.monotonic() - t0, 3)}
+        )
+        rows += sa[0] + sb[0]
+        nbytes += int(sa[2]) + int(sb[2])
+        if not ok:
+            how = f"{sa[0]} rows on source, {sb[0]} on target" if sa[0] != sb[0] else f"same row count {sa[0]}, content differs"
+            problems.append(f"mapping {m['table']}: {how}")
+
+    assertion_results = []
+    for i, asr in enumerate(assertions):
+        name = asr.get("name") or f"assertions[{i}]"
+        if asr.get("query"):
+            got = _run_query(dst, asr["query"], name)
+            value = _scalar_or_rows(got, show_rows)
+            ok = len(got) == 1 and len(got[0]) == 1 and _equal_value(got[0][0], asr["expect"])
+            assertion_results.append({"name": name, "ok": ok, "value": value, "expect": asr["expect"]})
+            if not ok:
+                problems.append(f"assertion {name}: got {value}, expected {asr['expect']}")
+        else:
+            ga = _run_query(src, asr["source_query"], f"{name} source_query")
+            gb = _run_query(dst, asr["target_query"], f"{name} target_query")
+            ok = [[_jsonable(v) for v in r] for r in ga] == [[_jsonable(v) for v in r] for r in gb]
+            item = {"name": name, "ok": ok, "source_value": _scalar_or_rows(ga, show_rows), "target_value": _scalar_or_rows(gb, show_rows)}
+            assertion_results.append(item)
+            if not ok:
+                problems.append(f"assertion {name}: source gives {item['source_value']}, target gives {item['target_value']}")
+
+    seconds = time.monotonic() - started
+    result = {
+        "changed": False,
+        "source": src.conn.label(),
+        "target": dst.conn.label(),
+        "equal": not problems,
+        "problems": problems,
+        "tables": results,
+        "tables_only_in_source": only_source,
+        "tables_only_in_target": only_target,
+        "mappings": mapping_results,
+        "assertions": assertion_results,
+        "rows": rows,
+        "bytes": int(nbytes),
+        "seconds": round(seconds, 3),
+        "mb_per_s": round(int(nbytes) / 1e6 / seconds, 1) if seconds > 0 else None,
+        "summary": (
+            f"compared {len(results)} table(s), {len(mapping_results)} mapping(s), {len(assertion_results)} assertion(s): "
+            f"{rows} rows, {int(nbytes) / 1e6:.1f} MB of row text in {seconds:.2f} s "
+            f"({(int(nbytes) / 1e6 / seconds) if seconds > 0 else 0:.1f} MB/s); {len(problems) and 'MISMATCH' or 'equal'}"
+        ),
+    }
+    if problems and fail_on_mismatch:
+        shown = "; ".join(problems[:20]) + (f"; ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise IntegrityError(
+            f"data of {dst.conn.label()} differs from {src.conn.label()}: {shown}",
+            hint="inspect the reported tables and key ranges (show_rows: true prints the differing rows), fix the migration, stage again.",
+            **{k: v for k, v in result.items() if k != "changed"},
+        )
+    return result
+
+
+def _multiset_checked(side: _Side, query: str, what: str) -> tuple:
+    try:
+        side.db.execute("SAVEPOINT dualboot_check")
+        out = _multiset(side, query)
+        side.db.execute("RELEASE SAVEPOINT dualboot_check")
+        return out
+    except PsycopgError as exc:
+        side.db.execute("ROLLBACK TO SAVEPOINT dualboot_check")
+        raise InvalidInput(f"{what} failed on {side.conn.label()}: {str(exc).strip()}", hint=f"correct the SQL of {what}.") from None
+
+
+def run(params: dict) -> dict:
+    """Entry point of the postgresql_compare module."""
+    return compare(
+        from_params(params, side="source"),
+        from_params(params, side="target"),
+        schemas=params.get("schemas"),
+        tables=params.get("tables"),
+        exclude=params.get("exclude"),
+        mappings=params.get("mappings"),
+        assertions=params.get("assertions"),
+        chunk_rows=params.get("chunk_rows") or 50000,
+        show_rows=params.get("show_rows", False),
+        fail_on_mismatch=params.get("fail_on_mismatch", True),
+    )
