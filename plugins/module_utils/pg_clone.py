@@ -1,0 +1,553 @@
+# Copyright: dualboot.db contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Clone the default entry into the staged entry in one step.
+
+Methods (``auto`` picks the fastest correct one and says why):
+
+- ``template``: same server, ``CREATE DATABASE <tmp> TEMPLATE <source>``: a file-level copy inside
+  the server, the fastest; it needs the source to have no other sessions.
+- ``dump_restore``: ``pg_dump --format=directory --jobs`` into a private temporary directory, then
+  ``pg_restore --jobs``: parallel on both sides, across servers or when template is impossible.
+- ``pipe``: ``pg_dump --format=custom | pg_restore``: no intermediate file, one job each side.
+- ``physical``: ``pg_basebackup`` of the whole source cluster into a new data directory, started as
+  a cluster of its own on another port: the fastest way to copy a whole cluster.
+
+Every method except physical builds the target under a temporary name and renames it into place
+(see :class:`pg_backup.TargetBuild`), and every method returns the drift marker of the copy point.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+from ansible_collections.dualboot.db.plugins.module_utils.boot_record import default_entry, load_record
+from ansible_collections.dualboot.db.plugins.module_utils.errors import DualbootError, InvalidInput, OperationFailed, SafetyRefusal
+from ansible_collections.dualboot.db.plugins.module_utils.pg_backup import (
+    SnapshotSession,
+    TargetBuild,
+    ToolProcess,
+    analyze,
+    check_protection,
+    conninfo_dbname,
+    database_properties,
+    dump_args,
+    find_tool,
+    human_bytes,
+    other_sessions,
+    restore_dump,
+    run_tool,
+    temp_name,
+    throughput,
+    tool_env,
+)
+from ansible_collections.dualboot.db.plugins.module_utils.pg_drift import measure_rows, take_marker
+from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect
+
+try:
+    import psycopg
+    from psycopg import sql
+except ImportError:  # pragma: no cover - the module reports the missing library first
+    psycopg = None
+    sql = None
+
+METHODS = ("auto", "template", "dump_restore", "pipe", "physical")
+# Measured by benchmarks/pg_stage.py (see benchmarks/README.md): across servers the parallel
+# directory dump + parallel restore beats the single-job pipe.
+CROSS_SERVER_METHOD = "dump_restore"
+# Below this size CREATE DATABASE's WAL_LOG strategy avoids two checkpoints; above it FILE_COPY is faster.
+FILE_COPY_THRESHOLD = 256 * 1024 * 1024
+
+
+def _server_identity(cur: Any) -> tuple[str, str]:
+    """(system identifier, postmaster start time): equal only for the same running server; a physical
+    copy shares the system identifier but not the start time."""
+    cur.execute("SELECT (SELECT system_identifier::text FROM pg_control_system()), pg_postmaster_start_time()::text")
+    return cur.fetchone()
+
+
+def _source_facts(source: PgConnection) -> dict:
+    with connect(source, autocommit=True) as c:
+        cur = c.cursor()
+        props = database_properties(cur)
+        props["identity"] = _server_identity(cur)
+        cur.execute(
+            "SELECT current_setting('data_directory', true), current_setting('config_file', true), current_setting('hba_file', true)"
+        )
+        props["data_directory"], props["config_file"], props["hba_file"] = cur.fetchone()
+    return props
+
+
+def clone(
+    source: PgConnection,
+    target: PgConnection,
+    method: str = "auto",
+    if_exists: str = "fail",
+    jobs: int | None = None,
+    force: bool = False,
+    boot_record: str | None = None,
+    tmp_dir: str | None = None,
+    run_analyze: bool = True,
+    no_owner: bool = False,
+    tablespace: str | None = None,
+    maintenance_db: str = "postgres",
+    bin_dir: str | None = None,
+    physical: dict | None = None,
+    check_mode: bool = False,
+) -> dict:
+    """Copy database ``source.dbname`` to ``target.dbname`` (see the module documentation)."""
+    started = time.monotonic()
+    if method not in METHODS:
+        raise InvalidInput(f"method must be one of {', '.join(METHODS)}, not {method!r}.")
+    jobs = jobs or os.cpu_count() or 1
+    if jobs < 1:
+        raise InvalidInput(f"jobs must be 1 or more, not {jobs}.")
+    if tmp_dir and not os.path.isdir(tmp_dir):
+        raise InvalidInput(f"tmp_dir {tmp_dir} does not exist.", hint="create it or leave tmp_dir unset.")
+    src = _source_facts(source)
+    if method == "physical":
+        return _physical(source, target, src, physical or {}, if_exists, force, boot_record, bin_dir, check_mode, started)
+
+    build = TargetBuild(target, maintenance_db, if_exists, tablespace)
+    with connect(build.maint, autocommit=True) as c:
+        same_server = _server_identity(c.cursor()) == src["identity"]
+    if same_server and source.dbname == target.dbname:
+        raise InvalidInput(
+            f"target equals source: both name database {source.dbname!r} on the same server ({source.label()}).",
+            hint="give the target (the staged entry) another database name or server.",
+        )
+    build.inspect()
+    warnings = check_protection(target, build.sysid, build.exists, None, boot_record, force, "clone over")
+    chosen, reason = _choose(method, same_server, build.maint, source.dbname)
+    major = max(src["server_version_num"], build.server_version_num) // 10000
+    if src["server_version_num"] // 10000 > build.server_version_num // 10000:
+        raise InvalidInput(
+            f"source runs PostgreSQL {src['server_version']}, target {target.label()} an older major version: "
+            "a dump does not load into an older server.",
+            hint="clone into a server of the same or a newer major version.",
+        )
+    diff = {
+        "before": {"database": target.dbname, "exists": build.exists},
+        "after": {"database": target.dbname, "exists": True, "cloned_from": source.label(), "method": chosen},
+    }
+    if check_mode:
+        return {
+            "changed": True,
+            "method": chosen,
+            "method_reason": reason,
+            "source": source.label(),
+            "target": target.label(),
+            "replaced": build.exists,
+            "warnings": warnings,
+            "diff": diff,
+            "summary": f"would clone {source.label()} ({human_bytes(src['size_bytes'])}) to {target.label()} with {chosen}: {reason}",
+        }
+
+    ctx = {
+        "source": source,
+        "build": build,
+        "props": src,
+        "jobs": jobs,
+        "major": major,
+        "bin_dir": bin_dir,
+        "tmp_dir": tmp_dir,
+        "no_owner": no_owner,
+    }
+    if chosen == "template":
+        try:
+            out = _template(ctx)
+        except _SourceBusy as busy:
+            if method != "auto":
+                raise OperationFailed(
+                    str(busy), hint="disconnect the sessions on the source, or use method: auto or dump_restore."
+                ) from None
+            chosen = CROSS_SERVER_METHOD
+            reason = f"{busy} CREATE DATABASE ... TEMPLATE needs none, so {chosen} was used instead."
+    if chosen in ("dump_restore", "pipe"):
+        out = _dump_restore(ctx, pipe=chosen == "pipe", run_analyze=run_analyze)
+    warnings += out.pop("warnings", [])
+    duration = round(time.monotonic() - started, 3)
+    size = src["size_bytes"]
+    return {
+        "changed": True,
+        "method": chosen,
+        "method_reason": reason,
+        "source": source.label(),
+        "target": target.label(),
+        "replaced": out["replaced"],
+        "database_size_bytes": size,
+        "jobs": out.get("jobs"),
+        "duration_s": duration,
+        "throughput_mb_s": throughput(size, duration),
+        "timings": out["timings"],
+        "marker": out["marker"],
+        "warnings": warnings,
+        "diff": diff,
+        "summary": (
+            f"cloned {source.label()} ({human_bytes(size)}) to {target.label()} with {chosen} in {duration:.1f} s "
+            f"({throughput(size, duration)} MB/s)" + (", replacing the previous database" if out["replaced"] else "")
+        ),
+    }
+
+
+def _choose(method: str, same_server: bool, maint: PgConnection, source_db: str) -> tuple[str, str]:
+    if method == "template":
+        if not same_server:
+            raise InvalidInput("method template needs source and target on the same server.", hint="use method: auto or dump_restore.")
+        return "template", "asked for"
+    if method != "auto":
+        return method, "asked for"
+    if same_server:
+        with connect(maint, autocommit=True) as c:
+            busy = other_sessions(c.cursor(), source_db)
+        if busy:
+            return (
+                CROSS_SERVER_METHOD,
+                f"same server, but {busy} session(s) are connected to the source and CREATE DATABASE ... TEMPLATE needs none; "
+                f"{CROSS_SERVER_METHOD} copies from a snapshot instead.",
+            )
+        return "template", "same server and no other session on the source: a file-level copy inside the server is the fastest path."
+    if CROSS_SERVER_METHOD == "dump_restore":
+        return "dump_restore", "different servers: a parallel directory dump and parallel restore measured fastest (benchmarks/README.md)."
+    return "pipe", "different servers: the streamed dump | restore measured fastest (benchmarks/README.md)."
+
+
+class _SourceBusy(DualbootError):
+    pass
+
+
+def _template(ctx: dict) -> dict:
+    source: PgConnection = ctx["source"]
+    build: TargetBuild = ctx["build"]
+    timings = {}
+    t = time.monotonic()
+    with connect(source) as c:
+        c.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        c.read_only = True
+        marker = take_marker(c.cursor())
+        c.rollback()
+    build.tmp = tmp = temp_name(build.target.dbname)
+    strategy = ""
+    if build.server_version_num >= 150000:
+        strategy = " STRATEGY FILE_COPY" if ctx["props"]["size_bytes"] > FILE_COPY_THRESHOLD else " STRATEGY WAL_LOG"
+    stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}" + strategy).format(sql.Identifier(tmp), sql.Identifier(source.dbname))
+    if build.tablespace:
+        stmt += sql.SQL(" TABLESPACE {}").format(sql.Identifier(build.tablespace))
+    try:
+        with connect(build.maint, autocommit=True) as c:
+            c.execute(stmt)
+    except psycopg.errors.ObjectInUse:
+        build.tmp = None
+        with connect(build.maint, autocommit=True) as c:
+            busy = other_sessions(c.cursor(), source.dbname)
+        raise _SourceBusy(f"{busy or 'some'} other session(s) are connected to the source database {source.dbname!r}.") from None
+    except psycopg.Error as exc:
+        build.tmp = None
+        text = str(exc).strip()
+        raise OperationFailed(
+            f"CREATE DATABASE ... TEMPLATE {source.dbname} failed: {text}",
+            hint="free space on the server's disk." if "space" in text else "check the server log; the target was not changed.",
+        ) from None
+    timings["copy_s"] = round(time.monotonic() - t, 3)
+    try:
+        t = time.monotonic()
+        _measure_copy(build.tmp_conn(), marker)
+        timings["row_count_s"] = round(time.monotonic() - t, 3)
+        warnings = build.finish(ctx["props"], ctx["no_owner"])
+        swapped = build.commit()
+    except BaseException:
+        build.abort()
+        raise
+    if swapped["leftover"]:
+        warnings.append(swapped["leftover"])
+    return {"replaced": swapped["replaced"], "timings": timings, "marker": marker, "warnings": warnings, "jobs": 1}
+
+
+def _measure_copy(conn: PgConnection, marker: dict) -> None:
+    """Count the marker's row classes on a fresh exact copy, before anyone writes to it."""
+    with connect(conn) as c:
+        c.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        c.read_only = True
+        measure_rows(c.cursor(), marker, "copy")
+        c.rollback()
+
+
+def _dump_restore(ctx: dict, pipe: bool, run_analyze: bool) -> dict:
+    source: PgConnection = ctx["source"]
+    build: TargetBuild = ctx["build"]
+    jobs, major, bin_dir = ctx["jobs"], ctx["major"], ctx["bin_dir"]
+    pg_dump = find_tool("pg_dump", major, bin_dir)
+    timings: dict = {}
+    workdir = None
+    session = SnapshotSession(source)
+    try:
+        marker = session.marker
+        env = tool_env(source)
+        t = time.monotonic()
+        if pipe:
+            build.prepare(ctx["props"])
+            pg_restore = find_tool("pg_restore", major, bin_dir)
+            dump = ToolProcess(
+                [pg_dump, *dump_args("custom", None, 1, 0, session.snapshot)], env, f"pg_dump of {source.label()}", stdout=subprocess.PIPE
+            )
+            load = ToolProcess(
+                [
+                    pg_restore,
+                    "--exit-on-error",
+                    "--no-password",
+                    "-d",
+                    conninfo_dbname(build.tmp),
+                    *(["--no-owner"] if ctx["no_owner"] else []),
+                ],
+                tool_env(build.tmp_conn()),
+                f"pg_restore into {build.tmp_conn().label()}",
+                disk="the target server",
+                stdin=dump.proc.stdout,
+            )
+            dump.proc.stdout.close()
+            try:
+                counted = session.count_rows()
+            except BaseException:
+                load.kill()
+                dump.kill()
+                raise
+            try:
+                load.wait()
+            finally:
+                dump.wait()
+            timings["copy_s"] = round(time.monotonic() - t, 3)
+        else:
+            workdir = tempfile.mkdtemp(prefix="dualboot-clone-", dir=ctx["tmp_dir"])
+            out = os.path.join(workdir, "dump")
+            dump = ToolProcess(
+                [pg_dump, *dump_args("directory", out, jobs, 0, session.snapshot, sync=False)],
+                env,
+                f"pg_dump of {source.label()}",
+                disk=f"{os.path.dirname(workdir)} (tmp_dir)",
+            )
+            try:
+                counted = session.count_rows()
+            except BaseException:
+                dump.kill()
+                raise
+            dump.wait()
+            timings["dump_s"] = round(time.monotonic() - t, 3)
+        timings["row_count_s"] = counted["seconds"]
+        session.close()
+        session = None
+        if not pipe:
+            build.prepare(ctx["props"])
+            timings["restore_s"] = restore_dump(out, "directory", build.tmp_conn(), jobs, ctx["no_owner"], bin_dir, major)
+        if run_analyze:
+            timings["analyze_s"] = analyze(build.tmp_conn())
+        warnings = build.finish(ctx["props"], ctx["no_owner"])
+        swapped = build.commit()
+    except BaseException:
+        build.abort()
+        raise
+    finally:
+        if session is not None:
+            session.close()
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if swapped["leftover"]:
+        warnings.append(swapped["leftover"])
+    return {"replaced": swapped["replaced"], "timings": timings, "marker": marker, "warnings": warnings, "jobs": 1 if pipe else jobs}
+
+
+# ---------------------------------------------------------------------------------------------
+# physical: pg_basebackup into a cluster of its own
+# ---------------------------------------------------------------------------------------------
+
+
+def _run_as(os_user: str) -> dict:
+    """subprocess arguments that run a server tool as ``os_user`` (PostgreSQL refuses to run as root)."""
+    try:
+        pw = pwd.getpwnam(os_user)
+    except KeyError:
+        raise InvalidInput(
+            f"os_user {os_user!r} does not exist on this host.", hint="create it or set os_user to the PostgreSQL system user."
+        ) from None
+    if os.geteuid() == 0:
+        if pw.pw_uid == 0:
+            raise InvalidInput(
+                "os_user must not be root: PostgreSQL refuses to run as root.",
+                hint="set os_user to the PostgreSQL system user, e.g. postgres.",
+            )
+        return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+    if pw.pw_uid != os.geteuid():
+        raise InvalidInput(
+            f"os_user {os_user!r} differs from the user running the task, which is not root.",
+            hint="run the task as root (become) or as os_user.",
+        )
+    return {}
+
+
+def _is_running(data_dir: str) -> bool:
+    return os.path.exists(os.path.join(data_dir, "postmaster.pid"))
+
+
+def _physical(
+    source: PgConnection,
+    target: PgConnection,
+    src: dict,
+    opts: dict,
+    if_exists: str,
+    force: bool,
+    boot_record: str | None,
+    bin_dir: str | None,
+    check_mode: bool,
+    started: float,
+) -> dict:
+    data_dir = opts.get("target_data_dir")
+    os_user = opts.get("os_user") or "postgres"
+    settings = dict(opts.get("target_settings") or {})
+    if not data_dir:
+        raise InvalidInput("method physical needs target_data_dir: the data directory of the new cluster.")
+    data_dir = os.path.abspath(data_dir)
+    if target.dbname != source.dbname:
+        raise InvalidInput(
+            f"method physical copies the whole cluster, so the target database is {source.dbname!r}, not {target.dbname!r}.",
+            hint="set the target's login_db to the source database name (or leave it unset).",
+        )
+    if target.port == source.port and (target.address or "localhost") in (source.address or "localhost", "localhost", "127.0.0.1"):
+        raise InvalidInput(
+            f"the target port {target.port} is the source's port: the new cluster needs a port of its own.",
+            hint="set target.login_port to a free port.",
+        )
+    if src.get("data_directory") and os.path.realpath(src["data_directory"]) == os.path.realpath(data_dir):
+        raise InvalidInput(f"target_data_dir {data_dir} is the source's own data directory.", hint="choose a new directory for the copy.")
+    config_file, hba_file = src.get("config_file"), src.get("hba_file")
+    for f in (config_file, hba_file):
+        if f and src.get("data_directory") and not os.path.realpath(f).startswith(os.path.realpath(src["data_directory"]) + os.sep):
+            raise InvalidInput(
+                f"the source keeps {os.path.basename(f)} outside its data directory ({f}); a physical copy would start without it.",
+                hint="use method dump_restore (or template), or a source whose configuration lives in its data directory.",
+            )
+    if boot_record:
+        record = load_record(boot_record)
+        name, entry = default_entry(record)
+        if int(entry.get("login_port", 5432)) == target.port and not force:
+            raise SafetyRefusal(
+                f"refusing to replace the cluster on port {target.port}: "
+                f"it serves the default entry {name!r} of boot record {boot_record}.",
+                hint="use another port for the staged cluster; force: true overrides this only for a deliberate replacement.",
+            )
+    run_as = _run_as(os_user)
+    major = src["server_version_num"] // 10000
+    pg_basebackup = find_tool("pg_basebackup", major, bin_dir)
+    pg_ctl = find_tool("pg_ctl", major, bin_dir, exact=True)
+    exists = os.path.exists(data_dir) and bool(os.listdir(data_dir))
+    if exists:
+        if if_exists == "fail":
+            raise InvalidInput(
+                f"target_data_dir {data_dir} exists and is not empty.",
+                hint="set if_exists: replace to replace that cluster, or choose another directory.",
+            )
+        if not os.path.exists(os.path.join(data_dir, "PG_VERSION")):
+            raise SafetyRefusal(
+                f"target_data_dir {data_dir} is not a PostgreSQL data directory; refusing to delete it.", hint="choose another directory."
+            )
+    diff = {
+        "before": {"data_dir": data_dir, "exists": exists},
+        "after": {"data_dir": data_dir, "exists": True, "port": target.port, "cloned_from": source.label(), "method": "physical"},
+    }
+    reason = "asked for: pg_basebackup of the whole source cluster into a cluster of its own"
+    if check_mode:
+        return {
+            "changed": True,
+            "method": "physical",
+            "method_reason": reason,
+            "source": source.label(),
+            "target": target.label(),
+            "data_dir": data_dir,
+            "replaced": exists,
+            "diff": diff,
+            "summary": f"would copy the cluster of {source.label()} into {data_dir} and start it on port {target.port}",
+        }
+    timings = {}
+    if exists:
+        if _is_running(data_dir):
+            run_tool([pg_ctl, "-D", data_dir, "-m", "fast", "-w", "stop"], os.environ.copy(), "pg_ctl stop of the old copy", run_as=run_as)
+        shutil.rmtree(data_dir)
+    parent = os.path.dirname(data_dir)
+    if not os.path.isdir(parent):
+        raise InvalidInput(f"the parent directory {parent} of target_data_dir does not exist.", hint="create it first.")
+    os.mkdir(data_dir, 0o700)
+    if run_as:
+        os.chown(data_dir, run_as["user"], run_as["group"])
+    with connect(source) as c:
+        c.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        c.read_only = True
+        marker = take_marker(c.cursor())
+        c.rollback()
+    t = time.monotonic()
+    try:
+        run_tool(
+            [pg_basebackup, "-D", data_dir, "--wal-method=stream", "--checkpoint=fast", "--no-password"],
+            tool_env(source),
+            f"pg_basebackup of {source.label()}",
+            disk=f"{parent} (target_data_dir)",
+            run_as=run_as,
+        )
+        timings["basebackup_s"] = round(time.monotonic() - t, 3)
+        copy_settings = {
+            "port": str(target.port),
+            # The copy must never archive into the source's WAL archive nor consume its subscriptions.
+            "archive_mode": "off",
+            "max_logical_replication_workers": "0",
+        }
+        copy_settings.update({k: str(v) for k, v in settings.items()})
+        with open(os.path.join(data_dir, "postgresql.auto.conf"), "a", encoding="utf-8") as f:
+            f.write("# dualboot.db postgresql_clone method=physical\n")
+            for k, v in copy_settings.items():
+                f.write(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n")
+        log = os.path.join(data_dir, "dualboot-clone.log")
+        t = time.monotonic()
+        run_tool(
+            [pg_ctl, "-D", data_dir, "-l", log, "-w", "-t", "600", "start"], os.environ.copy(), "pg_ctl start of the copy", run_as=run_as
+        )
+        timings["start_s"] = round(time.monotonic() - t, 3)
+    except BaseException:
+        if _is_running(data_dir):
+            subprocess.run([pg_ctl, "-D", data_dir, "-m", "immediate", "-w", "stop"], capture_output=True, check=False, **run_as)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    copy = target.with_db(source.dbname)
+    with connect(copy, autocommit=True) as c:
+        if c.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+            raise OperationFailed(
+                f"the copy in {data_dir} is still in recovery on port {target.port}.", hint="look at its log dualboot-clone.log."
+            )
+    t = time.monotonic()
+    _measure_copy(copy, marker)
+    timings["row_count_s"] = round(time.monotonic() - t, 3)
+    duration = round(time.monotonic() - started, 3)
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _x, fs in os.walk(data_dir) for f in fs if os.path.isfile(os.path.join(d, f)))
+    return {
+        "changed": True,
+        "method": "physical",
+        "method_reason": reason,
+        "source": source.label(),
+        "target": copy.label(),
+        "data_dir": data_dir,
+        "replaced": exists,
+        "cluster_size_bytes": size,
+        "database_size_bytes": src["size_bytes"],
+        "duration_s": duration,
+        "throughput_mb_s": throughput(size, duration),
+        "timings": timings,
+        "marker": marker,
+        "warnings": [],
+        "stop_command": f"pg_ctl -D {data_dir} stop (as {os_user})",
+        "diff": diff,
+        "summary": (
+            f"copied the cluster of {source.label()} ({human_bytes(size)}) into {data_dir} with pg_basebackup and started it on port "
+            f"{target.port} in {duration:.1f} s ({throughput(size, duration)} MB/s)"
+        ),
+    }

@@ -1,0 +1,304 @@
+#!/usr/bin/python
+# Copyright: dualboot.db contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: postgresql_clone
+short_description: Copy the default entry into the staged entry in one step, by the fastest correct path
+version_added: "0.1.0"
+description:
+  - Copies the O(source) database (the default entry) to the O(target) database (the staged entry) and returns the
+    drift marker of the copy point, for M(dualboot.db.postgresql_drift).
+  - C(template) - same server - C(CREATE DATABASE ... TEMPLATE), a file-level copy inside the server and the fastest
+    path; it needs the source to have no other session while it runs.
+  - C(dump_restore) - C(pg_dump --format=directory --jobs) from an exported snapshot into a private temporary
+    directory (removed afterwards), then C(pg_restore --jobs --exit-on-error).
+  - C(pipe) - C(pg_dump --format=custom | pg_restore), no intermediate file, one job on each side.
+  - C(physical) - C(pg_basebackup) of the whole source cluster into O(target_data_dir), started as a cluster of its own
+    on the target's O(target.login_port) by O(os_user). The copy replays the backup's WAL and comes up as a primary
+    (promoted) that shares nothing with the source; archiving and logical replication workers are switched off in it.
+  - C(auto) picks C(template) on the same server when no other session uses the source, otherwise the method
+    RV(method_reason) names - C(dump_restore), measured fastest across servers (see the collection's benchmarks).
+  - Every method but C(physical) builds the target as C(<target>__dualboot_tmp_<random>) and renames it into place
+    at the end, so a failed clone never leaves a half database under the target's name.
+author: dualboot.db contributors
+extends_documentation_fragment:
+  - dualboot.db.postgresql
+  - dualboot.db.postgresql.endpoints
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Connects to both sides, runs every check and reports the method it would use; copies nothing.
+  diff_mode:
+    support: full
+    details: Shows whether the target existed and where it is cloned from.
+  platform:
+    platforms: posix
+options:
+  method:
+    description: How to copy; see the description. C(auto) chooses and says why in RV(method_reason).
+    type: str
+    choices: [auto, template, dump_restore, pipe, physical]
+    default: auto
+  if_exists:
+    description:
+      - What to do when the target database (or O(target_data_dir) for C(physical)) exists. C(fail) stops;
+        C(replace) builds the new copy first and swaps it in (C(physical) stops and deletes the old cluster first).
+    type: str
+    choices: [fail, replace]
+    default: fail
+  jobs:
+    description:
+      - Parallel pg_dump and pg_restore jobs for C(dump_restore). Defaults to the number of CPUs of the host running
+        the task.
+    type: int
+  force:
+    description: Overwrite the target even when it is the default entry of O(boot_record).
+    type: bool
+    default: false
+  boot_record:
+    description: Path of a boot record; its default entry (the live database) is protected from being overwritten.
+    type: path
+  tmp_dir:
+    description:
+      - Directory for the intermediate dump of C(dump_restore) (a private subdirectory, removed afterwards).
+        Defaults to the system's temporary directory.
+    type: path
+  analyze:
+    description:
+      - Run C(ANALYZE) on a dumped-and-restored copy before it is renamed into place (template and physical copies
+        keep their statistics).
+    type: bool
+    default: true
+  no_owner:
+    description: Restore without object ownership, for a target server that lacks the source's roles (C(dump_restore), C(pipe)).
+    type: bool
+    default: false
+  tablespace:
+    description: Create the copy in this tablespace of the target server (not for C(physical)).
+    type: str
+  maintenance_db:
+    description: Database to connect to on the target server to create, rename and drop databases.
+    type: str
+    default: postgres
+  bin_dir:
+    description: Directory holding the PostgreSQL client and server tools; by default those of the source's major version are looked up.
+    type: path
+  target_data_dir:
+    description: Data directory of the new cluster (C(physical) only); created, or replaced with O(if_exists=replace).
+    type: path
+  os_user:
+    description: System user that owns and runs the new cluster (C(physical) only). PostgreSQL refuses to run as root.
+    type: str
+    default: postgres
+  target_settings:
+    description:
+      - Settings written to the new cluster's C(postgresql.auto.conf) (C(physical) only), for example C(shared_buffers).
+        C(port) is always the target's O(target.login_port).
+    type: dict
+    default: {}
+notes:
+  - O(source.login_db) (or O(login_db)) is the database to copy; O(target.login_db) the staged entry's database. For
+    C(physical) the whole cluster is copied and the target database has the source's name.
+  - C(physical) needs a source whose configuration files live in its data directory, a replication connection
+    (C(REPLICATION) role, C(pg_hba.conf) entry) and runs on the host of the new cluster.
+  - The login role needs C(CREATEDB) on the target server; C(template) also needs to be allowed to read the source.
+seealso:
+  - module: dualboot.db.postgresql_migrate
+  - module: dualboot.db.postgresql_drift
+  - module: dualboot.db.postgresql_backup
+"""
+
+EXAMPLES = r"""
+- name: Stage - copy the default entry (blue) into the staged entry (green) on the same server
+  dualboot.db.postgresql_clone:
+    login_host: db1
+    login_user: dualboot
+    login_password: "{{ vault_db_password }}"
+    source:
+      login_db: shop_blue
+    target:
+      login_db: shop_green
+    if_exists: replace
+    boot_record: /var/lib/dualboot/shop.json
+  register: stage
+
+- name: Across servers, the staged entry on its own host
+  dualboot.db.postgresql_clone:
+    login_user: dualboot
+    login_password: "{{ vault_db_password }}"
+    source: {login_host: db1, login_db: shop}
+    target: {login_host: db2, login_db: shop}
+
+- name: A whole-cluster copy as the staged entry, on port 5433 of the same host
+  dualboot.db.postgresql_clone:
+    method: physical
+    login_user: postgres
+    login_unix_socket: /run/postgresql
+    source: {login_db: shop, login_port: 5432}
+    target: {login_port: 5433}
+    target_data_dir: /var/lib/postgresql/15/green
+    os_user: postgres
+
+- name: Later - has the default entry moved on since the copy?
+  dualboot.db.postgresql_drift:
+    login_host: db1
+    login_db: shop_blue
+    marker: "{{ stage.marker }}"
+"""
+
+RETURN = r"""
+method:
+  description: The method used.
+  returned: always
+  type: str
+  sample: template
+method_reason:
+  description: Why that method was used.
+  returned: always
+  type: str
+  sample: same server and no other session on the source - a file-level copy inside the server is the fastest path.
+source:
+  description: The source database (no password).
+  returned: always
+  type: str
+  sample: dualboot@db1:5432/shop_blue
+target:
+  description: The target database (no password).
+  returned: always
+  type: str
+  sample: dualboot@db1:5432/shop_green
+replaced:
+  description: Whether an existing target was replaced.
+  returned: always
+  type: bool
+  sample: false
+database_size_bytes:
+  description: Size of the source database.
+  returned: success
+  type: int
+  sample: 1073741824
+jobs:
+  description: Parallel jobs used (C(dump_restore)).
+  returned: when method is not physical
+  type: int
+  sample: 2
+duration_s:
+  description: Seconds the whole task took.
+  returned: success
+  type: float
+  sample: 9.8
+throughput_mb_s:
+  description: MiB copied (database, or whole cluster for C(physical)) divided by RV(duration_s).
+  returned: success
+  type: float
+  sample: 104.5
+timings:
+  description: Seconds per step (for example C(copy_s), C(dump_s), C(restore_s), C(row_count_s), C(analyze_s), C(basebackup_s)).
+  returned: success
+  type: dict
+  sample: {copy_s: 6.1, row_count_s: 2.9}
+marker:
+  description: The drift marker of the copy point; give it to M(dualboot.db.postgresql_drift).
+  returned: success
+  type: dict
+  sample: {database: shop_blue, taken_at: "2026-11-21T16:00:00.123456Z", wal_lsn: 0/3000060, tables: []}
+warnings:
+  description: Notes such as a source owner missing on the target.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+data_dir:
+  description: Data directory of the new cluster.
+  returned: when method is physical
+  type: str
+  sample: /var/lib/postgresql/15/green
+cluster_size_bytes:
+  description: Size of the new cluster's data directory.
+  returned: when method is physical and not in check mode
+  type: int
+  sample: 1181116006
+stop_command:
+  description: How to stop the new cluster.
+  returned: when method is physical and not in check mode
+  type: str
+  sample: pg_ctl -D /var/lib/postgresql/15/green stop (as postgres)
+summary:
+  description: One line for people.
+  returned: always
+  type: str
+  sample: cloned dualboot@db1:5432/shop_blue (1.0 GiB) to dualboot@db1:5432/shop_green with template in 9.8 s (104.5 MB/s)
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.dualboot.db.plugins.module_utils import runner  # noqa: E402
+from ansible_collections.dualboot.db.plugins.module_utils.pg_clone import clone  # noqa: E402
+from ansible_collections.dualboot.db.plugins.module_utils.postgresql import (  # noqa: E402
+    PSYCOPG_IMPORT_ERROR,
+    connection_spec,
+    endpoint_spec,
+    from_params,
+)
+
+
+def main():
+    argument_spec = connection_spec()
+    argument_spec.update(
+        source=endpoint_spec(),
+        target=endpoint_spec(),
+        method={"type": "str", "choices": ["auto", "template", "dump_restore", "pipe", "physical"], "default": "auto"},
+        if_exists={"type": "str", "choices": ["fail", "replace"], "default": "fail"},
+        jobs={"type": "int"},
+        force={"type": "bool", "default": False},
+        boot_record={"type": "path"},
+        tmp_dir={"type": "path"},
+        analyze={"type": "bool", "default": True},
+        no_owner={"type": "bool", "default": False},
+        tablespace={"type": "str"},
+        maintenance_db={"type": "str", "default": "postgres"},
+        bin_dir={"type": "path"},
+        target_data_dir={"type": "path"},
+        os_user={"type": "str", "default": "postgres"},
+        target_settings={"type": "dict", "default": {}},
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        required_if=[("method", "physical", ["target_data_dir"])],
+    )
+    runner.require(module, "psycopg", PSYCOPG_IMPORT_ERROR)
+    p = module.params
+    source = from_params(p, side="source")
+    if not (p.get("source") or {}).get("login_db") and not p["login_db"]:
+        module.fail_json(msg="source.login_db (or login_db) is required: it names the database to copy.")
+    target_db = (p.get("target") or {}).get("login_db") or p["login_db"] or (source.dbname if p["method"] == "physical" else None)
+    if not target_db:
+        module.fail_json(msg="target.login_db (or login_db) is required: it names the staged entry's database.")
+    runner.run(
+        module,
+        clone,
+        source,
+        from_params(p, side="target", dbname=target_db),
+        method=p["method"],
+        if_exists=p["if_exists"],
+        jobs=p["jobs"],
+        force=p["force"],
+        boot_record=p["boot_record"],
+        tmp_dir=p["tmp_dir"],
+        run_analyze=p["analyze"],
+        no_owner=p["no_owner"],
+        tablespace=p["tablespace"],
+        maintenance_db=p["maintenance_db"],
+        bin_dir=p["bin_dir"],
+        physical={"target_data_dir": p["target_data_dir"], "os_user": p["os_user"], "target_settings": p["target_settings"]},
+        check_mode=module.check_mode,
+    )
+
+
+if __name__ == "__main__":
+    main()
