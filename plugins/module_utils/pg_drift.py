@@ -137,17 +137,19 @@ def take_marker(cur: Any) -> dict:
     }
 
 
-def _next_xid64(cur: Any) -> int:
-    """The 64-bit transaction id ``age()`` counts from in this transaction.
+def next_xid64(age3: int, xmax64: int) -> int:
+    """The 64-bit transaction id ``age()`` counts from, given ``age('3'::xid)`` and the snapshot's 64-bit xmax.
 
     ``age(xid)`` is ``next32 - xid`` as a signed 32-bit number, with next32 fixed for the transaction;
-    ``age('3')`` reveals next32, and the snapshot's 64-bit xmax (never above it, never 2^32 below)
-    gives the epoch.
+    ``age('3')`` reveals next32, and the snapshot's xmax (never above it, less than 2^32 below) gives the epoch.
     """
-    cur.execute("SELECT age('3'::xid), pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-    age3, xmax64 = cur.fetchone()
     next32 = (age3 + 3) % XID_WRAP
     return xmax64 + ((next32 - xmax64) % XID_WRAP)
+
+
+def _next_xid64(cur: Any) -> int:
+    cur.execute("SELECT age('3'::xid), pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+    return next_xid64(*cur.fetchone())
 
 
 def _class_query(table: dict) -> Any:
