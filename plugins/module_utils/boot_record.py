@@ -244,7 +244,7 @@ def apply(path: str, change: Callable[[dict | None], tuple[dict | None, dict]], 
     result = {
         "changed": changed,
         "path": path,
-        "exists": shown is not None and (not check_mode or before is not None or not changed),
+        "exists": shown is not None,
         "record": shown,
         "diff": {
             "before": serialize(before) if before is not None else "",
@@ -502,9 +502,8 @@ def unlock(
         record["lock"] = None
         return record, {"cleared_lock": held, "msg": f"released the lock of run {run_id}"}
     if not force:
-        raise SafetyRefusal(
-            f"the boot record is locked by {_describe_lock(held, now)}, not by run {run_id}.", hint=_lock_hint(held, now), lock=held
-        )
+        holder = f"not by run {run_id}" if run_id else "and no run_id was given"
+        raise SafetyRefusal(f"the boot record is locked by {_describe_lock(held, now)}, {holder}.", hint=_lock_hint(held, now), lock=held)
     record["lock"] = None
     record.setdefault("history", []).append(
         {

@@ -14,6 +14,7 @@ targets live in ``pgbouncer.py`` and reuse :func:`atomic_write`, :func:`render` 
 from __future__ import annotations
 
 import configparser
+import copy
 import difflib
 import json
 import os
@@ -167,7 +168,7 @@ class Masker:
     def __init__(self, secret: str | None) -> None:
         forms: set[str] = set()
         if secret:
-            for f in {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}:
+            for f in (secret, quote(secret, safe=""), quote(secret), quote_plus(secret)):
                 forms |= {f, json.dumps(f)[1:-1], json.dumps(f, ensure_ascii=False)[1:-1], f.replace("'", "''"), _dq_escape(f)}
         self.forms = sorted((f for f in forms if f), key=len, reverse=True)
 
@@ -432,13 +433,13 @@ def _new_scalar(old: Any, value: str, segments: list) -> Any:
 
 def _replaced(data: Any, segments: list, new: Any) -> Any:
     """A deep copy of ``data`` with the value at the path replaced (for verifying an in-place edit)."""
-    copy = json.loads(json.dumps(data, default=str)) if not isinstance(data, (str, int, float)) else data
-    node = copy
+    result = copy.deepcopy(data)
+    node = result
     for seg in segments[:-1]:
         node = node[int(seg)] if isinstance(node, list) else node[str(seg)]
     last = segments[-1]
     node[int(last) if isinstance(node, list) else str(last)] = new
-    return copy
+    return result
 
 
 _JSON_WS = re.compile(r"[ \t\n\r]*")
@@ -462,7 +463,7 @@ def _json_span(text: str, segments: list) -> tuple[int, int]:
                             f"key {_path_text(segments[: n + 1])} appears twice in the JSON object.", hint="remove the duplicate."
                         )
                     found = i
-                _, i = decoder.raw_decode(text, i)
+                _skipped, i = decoder.raw_decode(text, i)
                 i = _JSON_WS.match(text, i).end()
                 if text[i] == ",":
                     i = _JSON_WS.match(text, i + 1).end()
@@ -472,13 +473,13 @@ def _json_span(text: str, segments: list) -> tuple[int, int]:
             while text[i] != "]":
                 if index == int(seg):
                     found = i
-                _, i = decoder.raw_decode(text, i)
+                _skipped, i = decoder.raw_decode(text, i)
                 i = _JSON_WS.match(text, i).end()
                 if text[i] == ",":
                     i = _JSON_WS.match(text, i + 1).end()
                 index += 1
         i = found
-    _, end = decoder.raw_decode(text, i)
+    _value, end = decoder.raw_decode(text, i)
     return i, end
 
 
@@ -552,6 +553,8 @@ def edit_yaml(text: str, key: Any, value: str) -> tuple[str, Any, bool]:
         if style and isinstance(old, str) and not _parses_to(text[:start] + old + text[end:], data):
             style = None  # the old value needed its quotes; the new one may not
         for token in _yaml_tokens(new, style):
+            if start == end and text[start - 1 : start] == ":":
+                token = " " + token  # an empty value (null) right after its colon
             candidate = text[:start] + token + text[end:]
             if _parses_to(candidate, expected):
                 return candidate, old, False

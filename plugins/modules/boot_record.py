@@ -25,7 +25,7 @@ description:
     An expired lock is not released silently, because a crashed cutover may have left application hosts
     half switched. O(force) clears a lock deliberately and leaves a history entry.
   - A rollback is a switch back to the fallback entry; the roles decide when (O(reason) names it in the history).
-author: dualboot.db contributors
+author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:

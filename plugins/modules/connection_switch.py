@@ -33,7 +33,7 @@ description:
     group and mode; a symlinked file is edited where it lives. The key must already exist (a switch changes an
     existing setting). A missing or unparsable file, a key path through a non-object or an unreachable admin
     console end the task with one message, the file untouched.
-author: dualboot.db contributors
+author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:

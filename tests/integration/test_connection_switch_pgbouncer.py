@@ -136,7 +136,7 @@ def test_pause_switch_gives_clients_a_pause_not_errors(bouncer, entries, run_mod
             time.sleep(0.5)
         log.append((time.monotonic(), "long:" + seen))
 
-    threads = [threading.Thread(target=client_loop) for _ in range(3)]
+    threads = [threading.Thread(target=client_loop) for _i in range(3)]
     for t in threads:
         t.start()
     time.sleep(0.5)
@@ -151,12 +151,12 @@ def test_pause_switch_gives_clients_a_pause_not_errors(bouncer, entries, run_mod
 
     assert not result.failed, result.msg
     assert errors == []
-    assert "long:blue" in [seen for _, seen in log], "the in-flight transaction finished on the old entry"
+    assert "long:blue" in [seen for _t, seen in log], "the in-flight transaction finished on the old entry"
     assert result["pause_wait_s"] >= 0.4  # PAUSE waited for it
-    seen = [s for _, s in log if not s.startswith("long")]
+    seen = [s for _t, s in log if not s.startswith("long")]
     first_green = seen.index("green")
     assert set(seen[:first_green]) == {"blue"} and set(seen[first_green:]) == {"green"}  # a clean cut, no interleaving
-    stamps = [t for t, _ in log]
+    stamps = [t for t, _seen in log]
     gap = max(b - a for a, b in zip(stamps, stamps[1:]))
     print(
         f"pause switch: paused {result['paused_s']} s (PAUSE waited {result['pause_wait_s']} s), longest client gap {gap:.3f} s, 0 errors"

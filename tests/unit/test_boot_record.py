@@ -186,6 +186,8 @@ def test_lock_blocks_other_runs_until_released(record):
         run(record, "evidence", entry="green", stage={"a": 1})
     with pytest.raises(SafetyRefusal, match="not by run r2"):
         run(record, "unlocked", run_id="r2")
+    with pytest.raises(SafetyRefusal, match="no run_id was given"):
+        run(record, "unlocked")
     assert run(record, "switched", to="green", run_id="r1")["changed"]  # the holder may act
     assert run(record, "unlocked", run_id="r1")["changed"]
     assert not run(record, "unlocked", run_id="r1")["changed"]
@@ -193,7 +195,7 @@ def test_lock_blocks_other_runs_until_released(record):
 
 
 def test_expired_lock_still_blocks_and_force_clears_it_deliberately(record):
-    rec, _ = br.lock(br.load_record(str(record)), "alice", "r1", ttl=60, now=T0)
+    rec, _facts = br.lock(br.load_record(str(record)), "alice", "r1", ttl=60, now=T0)
     br.write_record(str(record), rec)
     later = T0 + datetime.timedelta(seconds=61)
     assert br.lock_expired(rec["lock"], later) and not br.lock_expired(rec["lock"], T0)
@@ -212,8 +214,8 @@ def test_expired_lock_still_blocks_and_force_clears_it_deliberately(record):
 
 
 def test_same_run_extends_its_lock(record):
-    first, _ = br.lock(br.load_record(str(record)), "alice", "r1", ttl=60, now=T0)
-    again, _ = br.lock(first, "alice", "r1", ttl=60, now=T0 + datetime.timedelta(seconds=50))
+    first, _facts = br.lock(br.load_record(str(record)), "alice", "r1", ttl=60, now=T0)
+    again, _facts = br.lock(first, "alice", "r1", ttl=60, now=T0 + datetime.timedelta(seconds=50))
     assert again["lock"]["acquired"] == first["lock"]["acquired"] and again["lock"]["expires"] == "2026-11-21T16:01:50Z"
 
 
@@ -237,7 +239,7 @@ def test_concurrent_lock_attempts_have_exactly_one_winner(record):
             p.start()
         for p in procs:
             p.join(30)
-        outcomes = [queue.get(timeout=5) for _ in range(n)]
+        outcomes = [queue.get(timeout=5) for _i in range(n)]
         winners = [r for outcome, r in outcomes if outcome == "won"]
         assert len(winners) == 1, outcomes
         assert br.load_record(str(record))["lock"]["run_id"] == winners[0]

@@ -101,7 +101,7 @@ def test_dotenv_commented_line_is_not_the_setting():
 
 def test_dotenv_crlf_line_endings_are_kept():
     text = "A=1\r\nDATABASE_URL=x\r\nB=2\r\n"
-    new, _ = edit_dotenv(text, "DATABASE_URL", "y")
+    new, _old = edit_dotenv(text, "DATABASE_URL", "y")
     assert new == "A=1\r\nDATABASE_URL=y\r\nB=2\r\n"
 
 
@@ -231,15 +231,22 @@ def test_yaml_edits_in_place_and_round_trips(key, new):
         node = node[int(seg)] if isinstance(node, list) else node[seg]
     assert node == new
     assert changed.count("\n") == YAML.count("\n") and "# the live entry" in changed and "# shop configuration" in changed
-    back, _, _ = edit_yaml(changed, key, old)
+    back = edit_yaml(changed, key, old)[0]
     assert back == YAML
 
 
 def test_yaml_number_stays_a_number_and_text_stays_text():
-    new, old, _ = edit_yaml(YAML, "production.database.port", "6432")
+    new, old = edit_yaml(YAML, "production.database.port", "6432")[:2]
     assert old == 5432 and yaml.safe_load(new)["production"]["database"]["port"] == 6432
-    new, _, _ = edit_yaml(YAML, "production.database.name", "5432")
+    new = edit_yaml(YAML, "production.database.name", "5432")[0]
     assert yaml.safe_load(new)["production"]["database"]["name"] == "5432"
+
+
+def test_yaml_dates_and_empty_values_are_edited_in_place():
+    text = "released: 2026-11-21\ndb:\n  url:\n  name: x\n"
+    new, old, reformatted = edit_yaml(text, "db.url", "postgresql://db2/shop")
+    assert (old, reformatted) == (None, False)
+    assert new == "released: 2026-11-21\ndb:\n  url: postgresql://db2/shop\n  name: x\n"
 
 
 def test_yaml_block_scalar_falls_back_to_reserializing():
@@ -410,12 +417,12 @@ def test_pgbouncer_line_keeps_other_parameters_and_round_trips():
     new, old = pgbouncer.edit_databases(PGB, "shop", {"host": "db2", "port": "5433", "dbname": "shop_green"})
     assert old == "host=db1 port=5432 dbname=shop_blue pool_size=20 user=app"
     assert "shop = host=db2 port=5433 dbname=shop_green pool_size=20 user=app\n" in new
-    back, _ = pgbouncer.edit_databases(new, "shop", {"host": "db1", "port": "5432", "dbname": "shop_blue"})
+    back = pgbouncer.edit_databases(new, "shop", {"host": "db1", "port": "5432", "dbname": "shop_blue"})[0]
     assert back == PGB
 
 
 def test_pgbouncer_line_quoting_and_added_parameters():
-    new, _ = pgbouncer.edit_databases(PGB, "other", {"host": "db2", "port": "5433", "dbname": "other"})
+    new = pgbouncer.edit_databases(PGB, "other", {"host": "db2", "port": "5433", "dbname": "other"})[0]
     assert "other = host=db2 dbname=other port=5433\n" in new
     new, old = pgbouncer.edit_databases(PGB, "quoted", {"dbname": "it's"})
     assert old == "host='/var/run/postgresql' dbname='my db'"
