@@ -152,7 +152,7 @@ def test_statistics_reset_does_not_hide_writes(live, tmp_path):
 
 def test_tables_added_and_dropped_are_drift(live, tmp_path):
     marker = marker_of(live, tmp_path)
-    live.execute("CREATE TABLE audit (x int); DROP VIEW recent_users; DROP TABLE orders")
+    live.execute("CREATE TABLE audit (x int); DROP VIEW big_orders; DROP TABLE orders")
     r = check(live, marker)
     assert r["drift"] is True
     changes = {t["table"]: t["change"] for t in r["tables"]}

@@ -20,7 +20,7 @@ CREATE TABLE orders (order_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, u
                      note text, meta jsonb);
 INSERT INTO orders (user_id, amount, note, meta)
   SELECT 1 + i % {rows}, i * 1.25, 'semi;colon ''quoted'' ' || i, jsonb_build_object('i', i) FROM generate_series(1, {rows}) i;
-CREATE VIEW recent_users AS SELECT user_id, user_name FROM users WHERE creation_date > timestamp '2025-01-02';
+CREATE VIEW big_orders AS SELECT order_id, amount FROM orders WHERE amount > 100;
 CREATE FUNCTION user_count() RETURNS bigint LANGUAGE sql STABLE BEGIN ATOMIC SELECT count(*) FROM users; END;
 """
 

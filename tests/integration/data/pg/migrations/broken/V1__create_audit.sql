@@ -1,0 +1,1 @@
+CREATE TABLE audit (id serial PRIMARY KEY, what text);

@@ -1,0 +1,181 @@
+"""postgresql_clone against real servers: every method, the choice auto makes and why, atomic replace, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+
+import psycopg
+import pytest
+from harness.net import free_port
+from integration.data.pg.staging import databases, fingerprint, make_users, temp_leftovers, tiny_filesystem
+
+from ansible_collections.dualboot.db.plugins.module_utils import pg_clone, pg_drift
+from ansible_collections.dualboot.db.plugins.module_utils.errors import ConnectionFailed, InvalidInput, OperationFailed, SafetyRefusal
+from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection
+
+
+@pytest.fixture
+def live(pg):
+    db = pg.create_database()
+    make_users(db)
+    yield db
+    pg.drop_database(db.name)
+
+
+@pytest.fixture
+def green(pg):
+    name = f"green_{os.urandom(4).hex()}"
+    yield name
+    pg.drop_database(name)
+
+
+def args(source, target_db, **extra):
+    return {**source.server.login_params(), "source": {"login_db": source.name}, "target": {"login_db": target_db}, **extra}
+
+
+def test_same_server_auto_uses_template_and_returns_the_marker(pg, live, green, run_module):
+    before = fingerprint(live)
+    r = run_module("postgresql_clone", args(live, green), check=True, diff=True)
+    assert not r.failed and r.changed and r["method"] == "template" and green not in databases(pg)
+    assert r["diff"]["before"] == {"database": green, "exists": False}
+
+    r = run_module("postgresql_clone", args(live, green))
+    assert not r.failed, r.msg
+    assert r["method"] == "template" and "no other session on the source" in r["method_reason"]
+    assert r["marker"]["database"] == live.name and r["marker"]["rows_measured"]["on"] == "copy"
+    assert r["duration_s"] > 0 and "MB/s" in r["summary"] and pg.password not in r.output
+    assert fingerprint(pg.db(green)) == before == fingerprint(live) and temp_leftovers(pg) == []
+
+    with pytest.raises(InvalidInput, match="already exists.*if_exists: replace"):
+        pg_clone.clone(live.conn, live.conn.with_db(green))
+
+
+def test_auto_falls_back_to_a_snapshot_copy_when_sessions_use_the_source(pg, live, green):
+    with live.connect() as busy:
+        busy.execute("SELECT 1")
+        r = pg_clone.clone(live.conn, live.conn.with_db(green))
+        assert r["method"] == "dump_restore" and "1 session(s) are connected to the source" in r["method_reason"]
+        with pytest.raises(OperationFailed, match="other session\\(s\\) are connected to the source database") as exc:
+            pg_clone.clone(live.conn, live.conn.with_db(green + "x"), method="template")
+        assert "use method: auto or dump_restore" in exc.value.hint
+    assert fingerprint(pg.db(green)) == fingerprint(live)
+    assert r["marker"]["rows_measured"]["on"] == "snapshot" and green + "x" not in databases(pg)
+
+
+@pytest.mark.parametrize("method", ["auto", "pipe"])
+def test_across_servers(pg, pg2, live, method):
+    target = pg2.create_database()
+    pg2.drop_database(target.name)
+    try:
+        r = pg_clone.clone(live.conn, target.conn, method=method)
+        assert r["method"] == ("dump_restore" if method == "auto" else "pipe")
+        if method == "auto":
+            assert "different servers" in r["method_reason"] and r["jobs"] == (os.cpu_count() or 1)
+        assert fingerprint(target) == fingerprint(live) and temp_leftovers(pg2) == []
+        assert pg_drift.drift(live.conn, marker=r["marker"])["drift"] is False
+    finally:
+        pg2.drop_database(target.name)
+
+
+def test_replace_swaps_the_new_copy_in(pg, live, green):
+    pg_clone.clone(live.conn, live.conn.with_db(green))
+    pg.db(green).execute("CREATE TABLE migrated_last_time (x int)")
+    live.execute("INSERT INTO users (user_name) VALUES ('newer')")
+    r = pg_clone.clone(live.conn, live.conn.with_db(green), if_exists="replace", method="pipe")
+    assert r["replaced"] and pg.db(green).scalar("SELECT to_regclass('migrated_last_time')") is None
+    assert fingerprint(pg.db(green)) == fingerprint(live) and temp_leftovers(pg) == []
+
+
+def test_target_equal_to_source_is_refused(pg, live, run_module):
+    before = fingerprint(live)
+    r = run_module("postgresql_clone", args(live, live.name, if_exists="replace"))
+    assert r.failed and r["error"] == "InvalidInput"
+    assert f"target equals source: both name database '{live.name}' on the same server" in r.msg
+    assert fingerprint(live) == before
+
+
+def test_boot_record_default_entry_is_protected(pg, live, green, tmp_path):
+    pg_clone.clone(live.conn, live.conn.with_db(green))
+    record = tmp_path / "shop.json"
+    entries = {"blue": {"login_host": pg.host, "login_port": pg.port, "login_db": green}}
+    record.write_text(json.dumps({"format": 1, "name": "shop", "engine": "postgresql", "entries": entries, "default": "blue"}))
+    with pytest.raises(SafetyRefusal, match="default entry 'blue'"):
+        pg_clone.clone(live.conn, live.conn.with_db(green), if_exists="replace", boot_record=str(record))
+
+
+def test_wrong_password_and_missing_source_database(pg, live, green):
+    bad = PgConnection(**{**live.conn.__dict__, "password": "nope"})
+    with pytest.raises(ConnectionFailed, match="password authentication failed"):
+        pg_clone.clone(bad, live.conn.with_db(green))
+    with pytest.raises(ConnectionFailed, match='database "missing_db" does not exist'):
+        pg_clone.clone(live.conn.with_db("missing_db"), live.conn.with_db(green))
+    unreachable = PgConnection(**{**live.conn.__dict__, "port": free_port(), "connect_timeout": 3})
+    with pytest.raises(ConnectionFailed, match="cannot connect to PostgreSQL"):
+        pg_clone.clone(live.conn, unreachable.with_db(green))
+    assert green not in databases(pg)
+
+
+def test_disk_full_in_the_intermediate_directory(pg, live, green):
+    live.execute("CREATE TABLE filler AS SELECT i, repeat(md5(i::text), 4) AS pad FROM generate_series(1, 40000) i")
+    before = fingerprint(live)
+    with tiny_filesystem("2m") as small:
+        with pytest.raises(OperationFailed, match=f"disk full on {small} \\(tmp_dir\\)"):
+            pg_clone.clone(live.conn, live.conn.with_db(green), method="dump_restore", tmp_dir=small, jobs=1)
+        assert os.listdir(small) == []
+    assert green not in databases(pg) and temp_leftovers(pg) == [] and fingerprint(live) == before
+
+
+@pytest.fixture
+def cluster_dir():
+    """A parent directory the unprivileged cluster owner can enter."""
+    base = tempfile.mkdtemp(prefix="dualboot-physical-")
+    os.chmod(base, 0o711)  # noqa: S103 - the cluster owner must traverse it, nothing is listed
+    yield os.path.join(base, "green")
+    data = os.path.join(base, "green")
+    if os.path.exists(os.path.join(data, "postmaster.pid")):
+        subprocess.run(
+            ["/usr/lib/postgresql/15/bin/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
+            check=False,
+            capture_output=True,
+            user="dualboot" if os.geteuid() == 0 else None,
+        )
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_physical_copy_into_a_cluster_of_its_own(pg_cluster_factory, cluster_dir, run_module):
+    source = pg_cluster_factory(name="phys")
+    db = source.create_database("shop")
+    make_users(db, rows=500)
+    port = free_port()
+    os_user = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() else "dualboot"
+    params = {
+        **source.login_params(),
+        "method": "physical",
+        "source": {"login_db": "shop"},
+        "target": {"login_port": port},
+        "target_data_dir": cluster_dir,
+        "os_user": os_user,
+        "target_settings": {"shared_buffers": "32MB"},
+    }
+    r = run_module("postgresql_clone", params)
+    assert not r.failed, r.msg
+    assert r["method"] == "physical" and r["data_dir"] == cluster_dir and r["cluster_size_bytes"] > 0
+    assert r["marker"]["rows_measured"]["on"] == "copy" and source.password not in r.output
+    copy = psycopg.connect(host=source.host, port=port, user=source.user, password=source.password, dbname="shop", autocommit=True)
+    with copy:
+        assert copy.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+        assert copy.execute("SHOW archive_mode").fetchone()[0] == "off" and copy.execute("SHOW shared_buffers").fetchone()[0] == "32MB"
+        copy.execute("INSERT INTO users (user_name) VALUES ('only in the copy')")  # a writable primary of its own
+    assert source.db("shop").scalar("SELECT count(*) FROM users WHERE user_name = 'only in the copy'") == 0
+    assert pg_drift.drift(db.conn, marker=r["marker"], exact=True)["drift"] is False
+
+    physical = {"target_data_dir": cluster_dir, "os_user": os_user}
+    with pytest.raises(InvalidInput, match="exists and is not empty.*if_exists: replace"):
+        pg_clone.clone(db.conn, PgConnection(**{**db.conn.__dict__, "port": port}), method="physical", physical=physical)
+    with pytest.raises(InvalidInput, match="needs a port of its own"):
+        pg_clone.clone(db.conn, db.conn, method="physical", physical=physical)
