@@ -4,6 +4,8 @@ VENV  ?= $(CURDIR)/.venv
 BIN   := $(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
+# A private Ansible home: a copy of the collection installed under ~/.ansible must not shadow the work tree.
+export ANSIBLE_HOME := $(CURDIR)/.cache/ansible-home
 PYTEST_ARGS ?=
 
 .PHONY: help setup setup-image demo test lint ruff ansible-lint sanity unit integration molecule build changelog clean

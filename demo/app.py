@@ -111,7 +111,7 @@ class Handler(BaseHTTPRequestHandler):
         call = mongo_call if url.startswith("mongodb") else pg_call
         try:
             body = call(url, action)
-        except Exception as exc:  # noqa: BLE001 - the application reports any database failure as 503
+        except Exception as exc:  # noqa: BLE001 - every database failure means unavailable
             self._reply(
                 503,
                 {
