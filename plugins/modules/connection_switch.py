@@ -12,7 +12,7 @@ description:
   - Changes the one setting through which an application finds its database, and nothing else in the file,
     so a switch and its reversal restore the file byte for byte.
   - V(dotenv) sets C(KEY=value) in a C(.env) file, quoted the way python-dotenv and docker compose both read it
-    (unquoted when safe, else the quoting the line already used when it can carry the value). A C(export)
+    (unquoted when safe, else the quoting the line already used when it can carry the value). An C(export)
     prefix and a trailing comment are kept.
   - V(ini) sets O(key) in [O(section)] as Python's configparser reads it (keys match case-insensitively); the
     separator and spacing of the line are kept.
