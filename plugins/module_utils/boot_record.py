@@ -371,8 +371,13 @@ def record_evidence(
     verify: dict | None,
     run_id: str | None = None,
     now: datetime.datetime | None = None,
+    cutover: dict | None = None,
 ) -> tuple[dict, dict]:
-    """Store stage and/or verify evidence of a staged entry; new stage evidence replaces the entry's old evidence."""
+    """Store stage, verify and/or cutover evidence of a staged entry; new stage evidence replaces the entry's old evidence.
+
+    Cutover evidence (the marker of the entry taken just before applications switch to it) is what
+    rollback compares with to tell whether the new default took writes.
+    """
     now = now or utc_now()
     if record is None:
         raise InvalidInput("there is no boot record yet.", hint="define the deployment first (state=defined).")
@@ -381,9 +386,9 @@ def record_evidence(
         raise SafetyRefusal(
             f"entry {entry} is the default entry; stage and verify evidence describe a staged entry.", hint="name the staged entry."
         )
-    if stage is None and verify is None:
-        raise InvalidInput("evidence needs stage or verify (a dict).", hint="set stage and/or verify.")
-    _refuse_secrets({"stage": stage or {}, "verify": verify or {}}, "evidence")
+    if stage is None and verify is None and cutover is None:
+        raise InvalidInput("evidence needs stage, verify or cutover (a dict).", hint="set stage, verify and/or cutover.")
+    _refuse_secrets({"stage": stage or {}, "verify": verify or {}, "cutover": cutover or {}}, "evidence")
     evidence = record.setdefault("evidence", {})
     current = copy.deepcopy(evidence.get(entry, {}))
 
@@ -398,13 +403,20 @@ def record_evidence(
             raise InvalidInput(f"entry {entry} has no stage evidence to verify.", hint="record the stage first (evidence with stage).")
         if not same("verify", verify) or "verify" not in new:
             new["verify"] = {**verify, "at": verify.get("at") or iso(now)}
+    if cutover is not None:
+        if new.get("verify", {}).get("verdict") != "passed":
+            raise SafetyRefusal(
+                f"entry {entry} has no passing verify evidence; cutover evidence needs one.", hint="verify the entry first."
+            )
+        if not same("cutover", cutover) or "cutover" not in new:
+            new["cutover"] = {**cutover, "at": cutover.get("at") or iso(now)}
     if new == current and (stage is None or record.get("staged") == entry):
         return record, {"msg": f"evidence of entry {entry} is already recorded"}
     _check_lock(record, run_id, now, "record evidence")
     evidence[entry] = new
     if stage is not None:
         record["staged"] = entry
-    kinds = " and ".join(k for k, v in (("stage", stage), ("verify", verify)) if v is not None)
+    kinds = " and ".join(k for k, v in (("stage", stage), ("verify", verify), ("cutover", cutover)) if v is not None)
     return record, {"msg": f"recorded {kinds} evidence of entry {entry}"}
 
 
@@ -539,7 +551,9 @@ def execute(params: dict, check_mode: bool) -> dict:
         "defined": lambda r: define(
             r, params["name"], params.get("engine"), params.get("entries"), params.get("default"), params.get("run_id")
         ),
-        "evidence": lambda r: record_evidence(r, params["entry"], params.get("stage"), params.get("verify"), params.get("run_id")),
+        "evidence": lambda r: record_evidence(
+            r, params["entry"], params.get("stage"), params.get("verify"), params.get("run_id"), cutover=params.get("cutover")
+        ),
         "switched": lambda r: switch(r, params["to"], params.get("run_id"), params.get("by") or user, params.get("reason") or "switch"),
         "locked": lambda r: lock(
             r, params.get("owner") or user, params["run_id"], int(params.get("ttl") or 3600), bool(params.get("force"))

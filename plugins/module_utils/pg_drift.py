@@ -399,3 +399,26 @@ def drift(conn: PgConnection, marker: dict | None = None, backup: str | None = N
     else:
         result["summary"] = f"no writes on {conn.label()} {since} (proven by {result['method'].replace('_', ' ')})"
     return result
+
+
+def mark(conn: PgConnection) -> dict:
+    """Take a marker of database ``conn.dbname`` now, with its row counts, for a later :func:`drift`.
+
+    Cutover marks the entry the applications are about to write to, so rollback can tell whether it
+    took writes since. Counting rows reads every table once (one REPEATABLE READ transaction).
+    """
+    started = time.monotonic()
+    with connect(conn) as c:
+        c.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        c.read_only = True
+        cur = c.cursor()
+        marker = take_marker(cur)
+        counted = measure_rows(cur, marker, "snapshot")
+        c.rollback()
+    return {
+        "changed": False,
+        "marker": marker,
+        "duration_s": round(time.monotonic() - started, 3),
+        "summary": f"marked {conn.label()} at {marker['taken_at']} (WAL {marker['wal_lsn']}): "
+        f"{counted['tables']} table(s), {counted['rows']} row(s)",
+    }

@@ -83,6 +83,11 @@ options:
   verify:
     description: Verify evidence (V(evidence)), e.g. C(verdict), report path, schema fingerprint. C(at) is added when missing.
     type: dict
+  cutover:
+    description:
+      - Cutover evidence (V(evidence)) of the entry applications are switching to, e.g. the drift marker taken
+        just before the switch, which rollback compares with. Needs passing verify evidence. C(at) is added when missing.
+    type: dict
   to:
     description: The entry to make the default (V(switched)).
     type: str
@@ -253,6 +258,7 @@ def main() -> None:
             "entry": {"type": "str"},
             "stage": {"type": "dict"},
             "verify": {"type": "dict"},
+            "cutover": {"type": "dict"},
             "to": {"type": "str"},
             "reason": {"type": "str", "default": "switch"},
             "run_id": {"type": "str"},
@@ -263,7 +269,7 @@ def main() -> None:
         },
         required_if=[
             ("state", "evidence", ["entry"]),
-            ("state", "evidence", ["stage", "verify"], True),
+            ("state", "evidence", ["stage", "verify", "cutover"], True),
             ("state", "switched", ["to"]),
             ("state", "locked", ["run_id"]),
         ],

@@ -39,6 +39,13 @@ options:
   backup:
     description: A backup directory made by M(dualboot.db.postgresql_backup); its manifest's marker is used.
     type: path
+  mark:
+    description:
+      - Take a marker of O(login_db) now instead of checking one, returned as RV(marker) for a later check. Counts
+        every table's rows (one read of the database). Cutover marks the entry applications are about to write to,
+        so rollback can tell whether it took writes since.
+    type: bool
+    default: false
   exact:
     description:
       - Always read every table (unless the transaction id horizon proves that nothing was written), so RV(tables) is
@@ -111,7 +118,9 @@ tables_complete:
   type: bool
   sample: true
 marker:
-  description: The marker compared against (database, taken_at, wal_lsn, snapshot, system_identifier, tables).
+  description:
+    - The marker compared against (database, taken_at, wal_lsn, snapshot, system_identifier, tables).
+    - With O(mark), the whole new marker, to keep and give to O(marker) later.
   returned: success
   type: dict
   sample: {database: shop, taken_at: "2026-11-21T16:00:00.123456Z", wal_lsn: 0/3000060, snapshot: "745:745:", tables: 4}
@@ -145,7 +154,7 @@ summary:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.dualboot.db.plugins.module_utils import runner  # noqa: E402
-from ansible_collections.dualboot.db.plugins.module_utils.pg_drift import drift  # noqa: E402
+from ansible_collections.dualboot.db.plugins.module_utils.pg_drift import drift, mark  # noqa: E402
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PSYCOPG_IMPORT_ERROR, connection_spec, from_params  # noqa: E402
 
 
@@ -155,17 +164,20 @@ def main():
         marker={"type": "dict"},
         backup={"type": "path"},
         exact={"type": "bool", "default": False},
+        mark={"type": "bool", "default": False},
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
-        mutually_exclusive=[("marker", "backup")],
-        required_one_of=[("marker", "backup")],
+        mutually_exclusive=[("marker", "backup", "mark")],
+        required_one_of=[("marker", "backup", "mark")],
     )
     runner.require(module, "psycopg", PSYCOPG_IMPORT_ERROR)
     p = module.params
     if not p["login_db"]:
         module.fail_json(msg="login_db is required: it names the default entry's database to check.")
+    if p["mark"]:
+        runner.run(module, mark, from_params(p))
     runner.run(module, drift, from_params(p), marker=p["marker"], backup=p["backup"], exact=p["exact"])
 
 

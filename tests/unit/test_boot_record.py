@@ -159,6 +159,19 @@ def test_evidence_stage_then_verify(record):
     assert r["record"]["staged"] is None
 
 
+def test_cutover_evidence_needs_a_passing_verify_and_survives_the_switch(record):
+    run(record, "evidence", entry="green", stage={"run_id": "s1"})
+    with pytest.raises(SafetyRefusal, match="no passing verify"):
+        run(record, "evidence", entry="green", cutover={"marker": {"wal_lsn": "0/1"}})
+    run(record, "evidence", entry="green", verify={"verdict": "passed"})
+    r = run(record, "evidence", entry="green", cutover={"marker": {"wal_lsn": "0/1"}})
+    assert r["changed"] and r["record"]["evidence"]["green"]["cutover"]["marker"] == {"wal_lsn": "0/1"}
+    assert not run(record, "evidence", entry="green", cutover={"marker": {"wal_lsn": "0/1"}})["changed"]
+    # Rollback reads it from the new default's evidence after the switch.
+    r = run(record, "switched", to="green", reason="cutover")
+    assert r["record"]["evidence"]["green"]["cutover"]["marker"]["wal_lsn"] == "0/1"
+
+
 def test_evidence_refusals(record):
     with pytest.raises(SafetyRefusal, match="blue is the default entry"):
         run(record, "evidence", entry="blue", stage={"x": 1})
