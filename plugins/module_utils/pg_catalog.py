@@ -51,12 +51,23 @@ def _not_ext(catalog: str, oid: str) -> str:
 
 
 def _acl(expr: str) -> str:
-    return f"(SELECT array_agg(a ORDER BY a) FROM unnest({expr}::text[]) a)"
+    return f"{expr}::text[]"
+
+
+def _nodes(expr: str) -> str:
+    """A node tree as text without parse positions: equal for the same expression however it was written."""
+    return f"regexp_replace({expr}::text, ' :location -?[0-9]+', '', 'g')"
+
+
+def _desc(catalog: str, oid: str, alias: str = "d", subid: str = "0") -> str:
+    """LEFT JOIN of an object's comment (a join: obj_description() runs a query per row)."""
+    on = f"{alias}.objoid = {oid} AND {alias}.classoid = '{catalog}'::regclass AND {alias}.objsubid = {subid}"
+    return f"LEFT JOIN pg_description {alias} ON {on}"
 
 
 Q_SCHEMAS = f"""
-SELECT n.nspname, pg_get_userbyid(n.nspowner), {_acl("n.nspacl")}, obj_description(n.oid, 'pg_namespace')
-FROM pg_namespace n WHERE {_NS.format(n="n")} AND {_not_ext("pg_namespace", "n.oid")}
+SELECT n.nspname, pg_get_userbyid(n.nspowner), {_acl("n.nspacl")}, d.description
+FROM pg_namespace n {_desc("pg_namespace", "n.oid")} WHERE {_NS.format(n="n")} AND {_not_ext("pg_namespace", "n.oid")}
 """
 
 Q_EXTENSIONS = f"""
@@ -67,78 +78,87 @@ WHERE {_NS.format(n="n")} OR (%(schemas)s::text[] IS NULL AND n.nspname = 'pg_ca
 Q_TABLES = f"""
 SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity,
   CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
-  c.relispartition, pg_get_expr(c.relpartbound, c.oid),
+  c.relispartition, pg_get_expr(c.relpartbound, 0),
   (SELECT array_agg(format('%%I.%%I', pn.nspname, pc.relname) ORDER BY i.inhseqno)
      FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
     WHERE i.inhrelid = c.oid),
-  (SELECT array_agg(o ORDER BY o) FROM unnest(c.reloptions) o),
-  pg_get_userbyid(c.relowner), {_acl("c.relacl")}, obj_description(c.oid, 'pg_class')
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  c.reloptions, pg_get_userbyid(c.relowner), {_acl("c.relacl")}, d.description
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {_desc("pg_class", "c.oid")}
 WHERE c.relkind IN ('r', 'p') AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
 """
 
 Q_COLUMNS = f"""
 SELECT n.nspname, c.relname, a.attname, a.attnum,
-  row_number() OVER (PARTITION BY a.attrelid ORDER BY a.attnum),
-  format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid),
+  format_type(a.atttypid, a.atttypmod), a.attnotnull,
+  CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, 0) ELSE ad.adbin::text END,
   a.attidentity, a.attgenerated,
   CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 THEN
     (SELECT format('%%I.%%I', cn.nspname, co.collname) FROM pg_collation co
        JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) END,
-  a.attislocal, col_description(c.oid, a.attnum), {_acl("a.attacl")}
+  a.attislocal, d.description, {_acl("a.attacl")}, c.oid
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
-  AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
+  {_desc("pg_class", "a.attrelid", subid="a.attnum")}
+WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p') AND {_NS.format(n="n")}
+ORDER BY a.attrelid, a.attnum
 """
 
 Q_CONSTRAINTS = f"""
-SELECT n.nspname, c.relname, co.conname, co.contype, pg_get_constraintdef(co.oid), co.condeferrable,
-  co.condeferred, co.convalidated, obj_description(co.oid, 'pg_constraint'),
+SELECT n.nspname, c.relname, co.conname, co.contype,
+  concat_ws('|', co.conkey::text, co.confkey::text, co.confupdtype, co.confdeltype, co.confmatchtype, {_nodes("co.conbin")},
+    co.conexclop::text, co.connoinherit, (SELECT concat_ws('|', i.indkey::text, i.indclass::text, i.indoption::text,
+    i.indcollation::text, i.indnkeyatts, i.indnullsnotdistinct, am.amname, {_nodes("i.indexprs")}, {_nodes("i.indpred")},
+    ic.reloptions::text)
+    FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
+    WHERE i.indexrelid = co.conindid AND co.contype IN ('p', 'u', 'x'))),
+  co.condeferrable, co.condeferred, co.convalidated, d.description,
   CASE WHEN co.contype = 'f' THEN (SELECT format('%%I.%%I', fn.nspname, fc.relname) FROM pg_class fc
-    JOIN pg_namespace fn ON fn.oid = fc.relnamespace WHERE fc.oid = co.confrelid) END
+    JOIN pg_namespace fn ON fn.oid = fc.relnamespace WHERE fc.oid = co.confrelid) END, co.oid
 FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  {_desc("pg_constraint", "co.oid")}
 WHERE co.contype IN ('p', 'u', 'f', 'c', 'x') AND co.conislocal AND co.conparentid = 0
-  AND c.relkind IN ('r', 'p') AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
+  AND c.relkind IN ('r', 'p') AND {_NS.format(n="n")}
 """
 
 Q_INDEXES = f"""
-SELECT n.nspname, ic.relname, c.relname, am.amname, i.indisunique, pg_get_expr(i.indpred, i.indrelid),
-  pg_get_indexdef(i.indexrelid), obj_description(ic.oid, 'pg_class')
+SELECT n.nspname, ic.relname, c.relname, am.amname, i.indisunique, {_nodes("i.indpred")},
+  concat_ws('|', i.indkey::text, i.indclass::text, i.indoption::text, i.indcollation::text, i.indnkeyatts,
+    i.indnullsnotdistinct, {_nodes("i.indexprs")}, ic.reloptions::text, c.relkind), d.description, i.indexrelid
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
   JOIN pg_namespace n ON n.oid = ic.relnamespace JOIN pg_am am ON am.oid = ic.relam
-WHERE c.relkind IN ('r', 'p', 'm') AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
+  {_desc("pg_class", "ic.oid")}
+WHERE c.relkind IN ('r', 'p', 'm') AND {_NS.format(n="n")}
   AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.conrelid = i.indrelid
                   AND co.contype IN ('p', 'u', 'x'))
   AND NOT EXISTS (SELECT 1 FROM pg_inherits inh WHERE inh.inhrelid = i.indexrelid)
 """
 
 Q_VIEWS = f"""
-SELECT c.oid, n.nspname, c.relname, c.relkind, pg_get_viewdef(c.oid), obj_description(c.oid, 'pg_class'),
+SELECT c.oid, n.nspname, c.relname, c.relkind,
+  (SELECT r.ev_action::text FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN'), d.description,
   pg_get_userbyid(c.relowner), {_acl("c.relacl")},
   (SELECT array_agg(DISTINCT format('%%I.%%I', dn.nspname, dc.relname))
      FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
      JOIN pg_class dc ON dc.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass
      JOIN pg_namespace dn ON dn.oid = dc.relnamespace
     WHERE r.ev_class = c.oid AND d.refobjid <> c.oid),
-  (SELECT array_agg(o ORDER BY o) FROM unnest(c.reloptions) o)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  c.reloptions
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {_desc("pg_class", "c.oid")}
 WHERE c.relkind IN ('v', 'm') AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
 """
 
 Q_SEQUENCES = f"""
 SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
-  s.seqcache, s.seqcycle, c.relpersistence,
-  (SELECT format('%%I.%%I.%%I', tn.nspname, tc.relname, a.attname) FROM pg_depend d
-     JOIN pg_class tc ON tc.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-     JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
-      AND d.deptype = 'a' AND d.refobjsubid > 0),
-  obj_description(c.oid, 'pg_class'), pg_get_userbyid(c.relowner), {_acl("c.relacl")}
+  s.seqcache, s.seqcycle, c.relpersistence, dep.deptype, tn.nspname, tc.relname, a.attname,
+  d.description, pg_get_userbyid(c.relowner), {_acl("c.relacl")}
 FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'i')
+  LEFT JOIN pg_depend dep ON dep.classid = 'pg_class'::regclass AND dep.objid = c.oid AND dep.objsubid = 0
+    AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i', 'e')
+  LEFT JOIN pg_class tc ON tc.oid = dep.refobjid AND dep.deptype <> 'e' LEFT JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+  LEFT JOIN pg_attribute a ON a.attrelid = dep.refobjid AND a.attnum = dep.refobjsubid AND dep.refobjsubid > 0
+  {_desc("pg_class", "c.oid")}
+WHERE {_NS.format(n="n")}
 """
 
 Q_FUNCTIONS = f"""
@@ -147,15 +167,17 @@ SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokin
   (SELECT array_agg(x ORDER BY x) FROM unnest(p.proconfig) x),
   CASE WHEN p.prosqlbody IS NOT NULL THEN pg_get_function_sqlbody(p.oid) ELSE p.prosrc END,
   CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_get_functiondef(p.oid) END,
-  obj_description(p.oid, 'pg_proc'), pg_get_userbyid(p.proowner), {_acl("p.proacl")}, p.oid
+  d.description, pg_get_userbyid(p.proowner), {_acl("p.proacl")}, p.oid
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+  {_desc("pg_proc", "p.oid")}
 WHERE {_NS.format(n="n")} AND {_not_ext("pg_proc", "p.oid")}
 """
 
 Q_TRIGGERS = f"""
-SELECT n.nspname, c.relname, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled, obj_description(t.oid, 'pg_trigger')
+SELECT n.nspname, c.relname, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled, d.description
 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
+  {_desc("pg_trigger", "t.oid")}
+WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND {_NS.format(n="n")}
   AND NOT EXISTS (SELECT 1 FROM pg_proc fp JOIN pg_namespace fn ON fn.oid = fp.pronamespace
                   WHERE fp.oid = t.tgfoid AND fn.nspname = 'dualboot')
 """
@@ -173,8 +195,8 @@ SELECT n.nspname, t.typname, t.typtype,
         AND t.typcollation <> (SELECT bt.typcollation FROM pg_type bt WHERE bt.oid = t.typbasetype)
     THEN (SELECT format('%%I.%%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
           WHERE co.oid = t.typcollation) END,
-  obj_description(t.oid, 'pg_type'), pg_get_userbyid(t.typowner), {_acl("t.typacl")}
-FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+  d.description, pg_get_userbyid(t.typowner), {_acl("t.typacl")}
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace {_desc("pg_type", "t.oid")}
 WHERE (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
   AND {_NS.format(n="n")} AND {_not_ext("pg_type", "t.oid")}
 """
@@ -228,7 +250,7 @@ def _obj(kind: str, schema: str, name: str, attrs: dict, info: dict | None = Non
 def _owner_attrs(attrs: dict, owner: Any, acl: Any, with_grants: bool) -> None:
     if with_grants:
         attrs["owner"] = owner
-        attrs["grants"] = list(acl) if acl else []
+        attrs["grants"] = sorted(acl) if acl else []
 
 
 def _add(objects: dict, obj: dict) -> None:
@@ -251,21 +273,122 @@ def column_definition(attrs: dict) -> str:
     return " ".join(parts)
 
 
+class Raw(tuple):
+    """A catalog value in its stored form (node tree text, arrays, flags), compared before deparsing.
+
+    Deparsing (pg_get_expr, pg_get_indexdef, pg_get_constraintdef, pg_get_viewdef) is the costly
+    part of reading a catalog: it opens every table. So values are compared raw first, and only
+    objects whose raw values differ (or exist on one side) are deparsed, by :meth:`CatalogReader.resolve`.
+    Raw values that differ only by object ids or parse positions (a copy made by dump and restore)
+    turn out equal once deparsed. A tuple subclass, so comparing snapshots stays in C.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, text: str | None) -> Raw:
+        return tuple.__new__(cls, ("raw", text or ""))
+
+
+LAZY_KINDS = ("column", "constraint", "index", "view", "materialized_view")
+
+Q_RESOLVE = {
+    "column": "SELECT adrelid, adnum, pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = ANY(%s)",
+    "constraint": "SELECT oid, pg_get_constraintdef(oid) FROM pg_constraint WHERE oid = ANY(%s)",
+    "index": "SELECT indexrelid, pg_get_indexdef(indexrelid), pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid = ANY(%s)",
+    "view": "SELECT oid, pg_get_viewdef(oid) FROM pg_class WHERE oid = ANY(%s)",
+}
+
+
+class CatalogReader:
+    """One side: a connection in a ``REPEATABLE READ READ ONLY`` transaction, open until :meth:`close`."""
+
+    def __init__(self, conn: PgConnection) -> None:
+        self.conn = conn
+        self.db = connect(conn)
+        self.db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # Like pg_dump: a search path of pg_catalog only makes every name in definitions schema-qualified.
+        self.db.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+        self.cur = self.db.cursor()
+        self.seconds = 0.0
+
+    def read(self, schemas: list | None = None, include_owners_and_grants: bool = False, check_column_order: bool = False) -> dict:
+        started = time.monotonic()
+        version = server_version(self.cur)
+        snap = collect(self.cur, schemas, include_owners_and_grants, check_column_order)
+        snap["server_version"] = version
+        self.seconds += time.monotonic() - started
+        return snap
+
+    def resolve(self, snap: dict, wanted: dict) -> None:
+        """Deparse the raw values of the objects ``wanted`` (kind -> keys), in one query per kind."""
+        started = time.monotonic()
+        objs = snap["objects"]
+        cols = [objs["column"][k] for k in wanted.get("column", ()) if k in objs["column"]]
+        cols = [o for o in cols if isinstance(o["attrs"].get("default"), Raw) or isinstance(o["attrs"].get("generated"), Raw)]
+        if cols:
+            self.cur.execute(Q_RESOLVE["column"], (sorted({o["info"]["relid"] for o in cols}),))
+            exprs = {(relid, num): expr for relid, num, expr in self.cur.fetchall()}
+            for o in cols:
+                expr = exprs.get((o["info"]["relid"], o["info"]["attnum"]))
+                for attr in ("default", "generated"):
+                    if isinstance(o["attrs"].get(attr), Raw):
+                        o["attrs"][attr] = expr
+        for kind, apply in (("constraint", _apply_constraint), ("index", _apply_index)):
+            todo = [
+                objs[kind][k]
+                for k in wanted.get(kind, ())
+                if k in objs[kind] and isinstance(objs[kind][k]["attrs"]["definition" if kind == "constraint" else "keys"], Raw)
+            ]
+            if todo:
+                self.cur.execute(Q_RESOLVE[kind], ([o["info"]["oid"] for o in todo],))
+                found = {row[0]: row[1:] for row in self.cur.fetchall()}
+                for o in todo:
+                    apply(o, *found[o["info"]["oid"]])
+        views = [objs[kind][k] for kind in ("view", "materialized_view") for k in wanted.get(kind, ()) if k in objs[kind]]
+        views = [o for o in views if isinstance(o["attrs"]["definition"], Raw)]
+        if views:
+            self.cur.execute(Q_RESOLVE["view"], ([o["info"]["oid"] for o in views],))
+            found = dict(self.cur.fetchall())
+            for o in views:
+                o["attrs"]["definition"] = o["info"]["definition"] = found[o["info"]["oid"]]
+        self.seconds += time.monotonic() - started
+
+    def resolve_all(self, snap: dict) -> None:
+        self.resolve(snap, {k: list(snap["objects"][k]) for k in LAZY_KINDS})
+
+    def close(self) -> None:
+        try:
+            self.db.execute("ROLLBACK")
+        finally:
+            self.db.close()
+
+
+def _apply_constraint(o: dict, condef: str) -> None:
+    o["attrs"]["definition"] = _CONSTRAINT_TAIL.sub("", condef)
+    o["info"]["full"] = o["info"]["definition"] = condef
+
+
+def _apply_index(o: dict, idef: str, predicate: str | None) -> None:
+    m = _INDEX_USING.search(idef)
+    keys = m.group(2) if m else idef
+    if predicate and keys.endswith(f" WHERE {predicate}"):
+        keys = keys[: -len(f" WHERE {predicate}")]
+    o["attrs"]["keys"] = keys
+    o["attrs"]["predicate"] = predicate
+    o["info"]["definition"] = idef
+
+
 def read_snapshot(
     conn: PgConnection, schemas: list | None = None, include_owners_and_grants: bool = False, check_column_order: bool = False
 ) -> dict:
-    """Connect, read the whole schema in one read-only snapshot transaction, and return a snapshot."""
-    started = time.monotonic()
-    with connect(conn) as db:
-        db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        # Like pg_dump: an empty search path makes every name in definitions schema-qualified.
-        db.execute("SET LOCAL search_path = pg_catalog, pg_temp")
-        cur = db.cursor()
-        version = server_version(cur)
-        snap = collect(cur, schemas, include_owners_and_grants, check_column_order)
-        db.execute("COMMIT")
-    snap["server_version"] = version
-    snap["seconds"] = round(time.monotonic() - started, 3)
+    """Read one side completely (every value deparsed) and close the connection."""
+    reader = CatalogReader(conn)
+    try:
+        snap = reader.read(schemas, include_owners_and_grants, check_column_order)
+        reader.resolve_all(snap)
+    finally:
+        reader.close()
+    snap["seconds"] = round(reader.seconds, 3)
     return snap
 
 
@@ -300,7 +423,11 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
         _owner_attrs(attrs, owner, acl, with_grants)
         _add(objects, _obj(kind, nsp, name, attrs, {"definition": definition}))
 
-    for nsp, name, typ, start, inc, mn, mx, cache, cycle, persistence, owned, comment, owner, acl in rows(Q_SEQUENCES):
+    for row in rows(Q_SEQUENCES):
+        nsp, name, typ, start, inc, mn, mx, cache, cycle, persistence, deptype, onsp, otable, ocol, comment, owner, acl = row
+        if deptype in ("i", "e"):
+            continue  # identity sequences belong to their column; extension members to their extension
+        owned = f"{qident(onsp)}.{qident(otable)}.{qident(ocol)}" if deptype == "a" and ocol else None
         attrs = {"type": typ, "start": start, "increment": inc, "minvalue": mn, "maxvalue": mx, "cache": cache, "cycle": cycle,
                  "persistence": "unlogged" if persistence == "u" else "permanent", "owned_by": owned, "comment": comment}  # fmt: skip
         _owner_attrs(attrs, owner, acl, with_grants)
@@ -330,17 +457,22 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
             "inherits": [] if ispart else list(parents or []),
             "row_security": rls,
             "force_row_security": force,
-            "options": list(options or []),
+            "options": sorted(options or []),
             "comment": comment,
         }
         _owner_attrs(attrs, owner, acl, with_grants)
         _add(objects, _obj("table", nsp, name, attrs, {"oid": oid, "columns": []}))
 
+    tables = objects["table"]
     for row in rows(Q_COLUMNS):
-        nsp, table, name, attnum, position, typ, notnull, default, identity, generated, collation, local, comment, acl = row
-        tinfo = objects["table"].get((nsp, table))
-        if tinfo is not None:
-            tinfo["info"]["columns"].append(name)
+        nsp, table, name, attnum, typ, notnull, default, identity, generated, collation, local, comment, acl, relid = row
+        if generated == "s" and default is not None:
+            default = Raw(default)  # a generation expression reads columns: deparsed only when it differs
+        tinfo = tables.get((nsp, table))
+        if tinfo is None:
+            continue  # a table that belongs to an extension
+        tinfo["info"]["columns"].append(name)
+        position = len(tinfo["info"]["columns"])
         if not local:
             continue  # inherited from a parent (partitions, inheritance): reported once, on the parent
         attrs = {
@@ -356,33 +488,33 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
             attrs["position"] = position
         if with_grants:
             attrs["grants"] = list(acl) if acl else []
-        info = {"table": table, "column": name, "attnum": attnum, "definition": column_definition(attrs)}
+        info = {"table": table, "column": name, "attnum": attnum, "relid": relid}
         _add(objects, _obj("column", nsp, f"{table}.{name}", attrs, info))
 
-    for nsp, table, name, contype, condef, deferrable, deferred, validated, comment, ref in rows(Q_CONSTRAINTS):
-        body = _CONSTRAINT_TAIL.sub("", condef)
-        attrs = {"type": _CONTYPE[contype], "definition": body, "deferrable": deferrable, "initially_deferred": deferred,
-                 "validated": validated, "comment": comment}  # fmt: skip
-        info = {"table": table, "constraint": name, "contype": contype, "full": condef, "references": ref, "definition": condef}
+    for nsp, table, name, contype, raw, deferrable, deferred, validated, comment, ref, oid in rows(Q_CONSTRAINTS):
+        if (nsp, table) not in tables:
+            continue
+        attrs = {"type": _CONTYPE[contype], "definition": Raw(f"{ref}|{raw}"), "deferrable": deferrable,
+                 "initially_deferred": deferred, "validated": validated, "comment": comment}  # fmt: skip
+        info = {"table": table, "constraint": name, "contype": contype, "references": ref, "oid": oid}
         _add(objects, _obj("constraint", nsp, f"{table}.{name}", attrs, info))
 
-    for nsp, name, table, method, unique, predicate, idef, comment in rows(Q_INDEXES):
-        m = _INDEX_USING.search(idef)
-        keys = m.group(2) if m else idef
-        if predicate and keys.endswith(f" WHERE {predicate}"):
-            keys = keys[: -len(f" WHERE {predicate}")]
-        elif " WHERE " in keys:
-            keys = keys.split(" WHERE ", 1)[0]
-        attrs = {"table": table, "method": method, "unique": unique, "keys": keys, "predicate": predicate, "comment": comment}
-        _add(objects, _obj("index", nsp, name, attrs, {"table": table, "definition": idef}))
-
-    for oid, nsp, name, relkind, vdef, comment, owner, acl, deps, options in rows(Q_VIEWS):
+    for oid, nsp, name, relkind, action, comment, owner, acl, deps, options in rows(Q_VIEWS):
         kind = "view" if relkind == "v" else "materialized_view"
-        attrs = {"definition": vdef, "options": list(options or []), "comment": comment}
+        attrs = {"definition": Raw(action), "options": sorted(options or []), "comment": comment}
         _owner_attrs(attrs, owner, acl, with_grants)
-        _add(objects, _obj(kind, nsp, name, attrs, {"oid": oid, "depends_on": sorted(deps or []), "definition": vdef}))
+        _add(objects, _obj(kind, nsp, name, attrs, {"oid": oid, "depends_on": sorted(deps or [])}))
+
+    for nsp, name, table, method, unique, predicate, keys, comment, oid in rows(Q_INDEXES):
+        if (nsp, table) not in tables and (nsp, table) not in objects["materialized_view"]:
+            continue  # an index of an extension's table
+        attrs = {"table": table, "method": method, "unique": unique, "keys": Raw(keys), "predicate": Raw(predicate) if predicate else None,
+                 "comment": comment}  # fmt: skip
+        _add(objects, _obj("index", nsp, name, attrs, {"table": table, "oid": oid}))
 
     for nsp, table, name, definition, enabled, comment in rows(Q_TRIGGERS):
+        if (nsp, table) not in tables:
+            continue
         attrs = {"definition": definition, "enabled": _TRIGGER_ENABLED.get(enabled, enabled), "comment": comment}
         _add(objects, _obj("trigger", nsp, f"{table}.{name}", attrs, {"table": table, "trigger": name, "definition": definition}))
 

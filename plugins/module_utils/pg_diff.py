@@ -21,7 +21,14 @@ from typing import Any
 
 from ansible_collections.dualboot.db.plugins.module_utils import expectations
 from ansible_collections.dualboot.db.plugins.module_utils.errors import IntegrityError
-from ansible_collections.dualboot.db.plugins.module_utils.pg_catalog import KINDS, column_definition, qident, qname, read_snapshot
+from ansible_collections.dualboot.db.plugins.module_utils.pg_catalog import (
+    KINDS,
+    LAZY_KINDS,
+    CatalogReader,
+    column_definition,
+    qident,
+    qname,
+)
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, from_params
 
 HAZARDS = (
@@ -63,6 +70,8 @@ def diff(source: dict, target: dict) -> list[dict]:
             records.append(_record(o, "added", None, None, o["info"].get("definition") or _brief(o)))
         for key in a.keys() & b.keys():
             oa, ob = a[key], b[key]
+            if oa["attrs"] == ob["attrs"]:
+                continue
             for attr in sorted(oa["attrs"].keys() | ob["attrs"].keys()):
                 va, vb = oa["attrs"].get(attr), ob["attrs"].get(attr)
                 if va != vb:
@@ -395,6 +404,48 @@ def suggested_sql(records: list[dict], source: dict, target: dict) -> list[str]:
     return g.build()
 
 
+def views_to_recreate(records: list[dict], src: dict) -> set:
+    """(kind, key) of views to drop and create again: changed, added or removed ones, and every view
+    that (transitively) reads a relation whose columns change type or disappear, or that is recreated.
+
+    ``src`` is the source snapshot's ``objects``.
+    """
+    touched: set[str] = set()
+    result: set = set()
+    for r in records:
+        if r["kind"] in ("view", "materialized_view") and not (
+            r["change"] == "modified" and r["attribute"] in ("comment", "owner", "grants")
+        ):
+            result.add((r["kind"], (r["schema"], r["name"])))
+            if r["change"] != "added":
+                touched.add(qname(r["schema"], r["name"]))
+        if r["kind"] == "column" and (r["change"] == "removed" or r["attribute"] in ("type", "collation")):
+            touched.add(qname(r["schema"], r["name"].split(".", 1)[0]))
+        if r["kind"] == "table" and r["change"] == "removed":
+            touched.add(qname(r["schema"], r["name"]))
+    changed = True
+    while changed:
+        changed = False
+        for kind in ("view", "materialized_view"):
+            for k, o in src[kind].items():
+                if (kind, k) not in result and touched & set(o["info"].get("depends_on", [])):
+                    result.add((kind, k))
+                    touched.add(qname(o["schema"], o["name"]))
+                    changed = True
+    return result
+
+
+def candidates(source: dict, target: dict) -> dict:
+    """Keys per lazily read kind whose raw values differ or that exist on one side only."""
+    out = {}
+    for kind in LAZY_KINDS:
+        a, b = source["objects"][kind], target["objects"][kind]
+        keys = set(a.keys() ^ b.keys())
+        keys.update(k for k in a.keys() & b.keys() if a[k]["attrs"] != b[k]["attrs"])
+        out[kind] = keys
+    return out
+
+
 class _SqlBuilder:
     def __init__(self, records: list[dict], source: dict, target: dict) -> None:
         self.records = records
@@ -407,7 +458,7 @@ class _SqlBuilder:
             self.phase[phase].append(stmt)
 
     def build(self) -> list[str]:
-        recreate_views = self._views_to_recreate()
+        recreate_views = views_to_recreate(self.records, self.src)
         for r in self.records:
             getattr(self, f"_sql_{r['kind']}", self._sql_unsupported)(r)
         for key in sorted(
@@ -424,31 +475,6 @@ class _SqlBuilder:
         if out:
             out.insert(0, "SET check_function_bodies = off;")
         return out
-
-    # Views that must be dropped and created again: changed or removed ones, and every view that
-    # (transitively) reads a relation whose columns change type or disappear, or that is recreated.
-    def _views_to_recreate(self) -> set:
-        touched: set[str] = set()
-        result: set = set()
-        for r in self.records:
-            if r["kind"] in ("view", "materialized_view") and not (r["change"] == "modified" and r["attribute"] == "comment"):
-                result.add((r["kind"], (r["schema"], r["name"])))
-                if r["change"] != "added":
-                    touched.add(qname(r["schema"], r["name"]))
-            if r["kind"] == "column" and (r["change"] == "removed" or r["attribute"] in ("type", "collation")):
-                touched.add(qname(r["schema"], r["name"].split(".", 1)[0]))
-            if r["kind"] == "table" and r["change"] == "removed":
-                touched.add(qname(r["schema"], r["name"]))
-        changed = True
-        while changed:
-            changed = False
-            for kind in ("view", "materialized_view"):
-                for k, o in self.src[kind].items():
-                    if (kind, k) not in result and touched & set(o["info"].get("depends_on", [])):
-                        result.add((kind, k))
-                        touched.add(qname(o["schema"], o["name"]))
-                        changed = True
-        return result
 
     def _create_view(self, o: dict) -> None:
         name = qname(o["schema"], o["name"])
@@ -951,13 +977,36 @@ def compare_schemas(
     started = time.monotonic()
     ignore_m = expectations.normalize(ignore, "ignore")
     expect_m = None if expect is None else expectations.normalize(expect, "expect")
+    readers: list = []
     with ThreadPoolExecutor(max_workers=2) as pool:
-        fa = pool.submit(read_snapshot, source, schemas, include_owners_and_grants, check_column_order)
-        fb = pool.submit(read_snapshot, target, schemas, include_owners_and_grants, check_column_order)
-        snap_a, snap_b = fa.result(), fb.result()
-    read_done = time.monotonic()
-    records = diff(snap_a, snap_b)
-    sql = suggested_sql(records, snap_a, snap_b)
+        try:
+            opening = [pool.submit(CatalogReader, c) for c in (source, target)]
+            errors = [f.exception() for f in opening]
+            readers = [f.result() for f, e in zip(opening, errors) if e is None]
+            if any(errors):
+                raise next(e for e in errors if e)
+            args = (schemas, include_owners_and_grants, check_column_order)
+            snap_a, snap_b = pool.map(lambda r: r.read(*args), readers)
+            # Deparse only what differs (see pg_catalog.Raw), then diff the readable values.
+            wanted = candidates(snap_a, snap_b)
+            list(pool.map(lambda rs: rs[0].resolve(rs[1], wanted), zip(readers, (snap_a, snap_b))))
+            read_done = time.monotonic()
+            records = diff(snap_a, snap_b)
+            recreate = views_to_recreate(records, snap_a["objects"])
+            mviews = {k for kind, k in recreate if kind == "materialized_view"}
+            readers[1].resolve(
+                snap_b,
+                {
+                    "view": [k for kind, k in recreate if kind == "view"],
+                    "materialized_view": list(mviews),
+                    "index": [k for k, o in snap_b["objects"]["index"].items() if (k[0], o["attrs"]["table"]) in mviews],
+                },
+            )
+            sql = suggested_sql(records, snap_a, snap_b)
+        finally:
+            for r in readers:
+                r.close()
+    snap_a["seconds"], snap_b["seconds"] = round(readers[0].seconds, 3), round(readers[1].seconds, 3)
     kept, ignored = expectations.apply_ignore(records, ignore_m)
     hazard_counts = {h: sum(h in r["hazards"] for r in kept) for h in HAZARDS}
     result: dict = {

@@ -7,11 +7,14 @@ applied to a copy of the source, makes the re-diff empty.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import psycopg
 import pytest
+from harness.pg import pg_bin
 
 from ansible_collections.dualboot.db.plugins.module_utils import expectations, pg_diff
 
@@ -136,6 +139,17 @@ def run_migra(source_uri: str, target_uri: str) -> str:
         return m.sql
 
 
+def dump_restore(src, dst) -> None:
+    """Copy a database's schema the way a restore rehearsal does: pg_dump | pg_restore (new object ids)."""
+    env = {**os.environ, **src.conn.env()}
+    dump = subprocess.run([str(pg_bin() / "pg_dump"), "-Fc", "-s"], env=env, capture_output=True, check=True)
+    env = {**os.environ, **dst.conn.env()}
+    restore = subprocess.run(
+        [str(pg_bin() / "pg_restore"), "-d", dst.name, "--exit-on-error"], input=dump.stdout, env=env, capture_output=True
+    )
+    assert restore.returncode == 0, restore.stderr.decode()
+
+
 @pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
 def test_corpus_case_against_migra(pg, path):
     case = load_case(path)
@@ -155,6 +169,15 @@ def test_corpus_case_against_migra(pg, path):
         assert not outcome["missing"], f"expected changes not reported: {outcome['missing']}\nours: {result['summary']}"
         if not case["expect"]:
             assert records == [] and result["sql"] == []
+
+        # R5: a dump/restore copy of the target has new object ids and re-parsed definitions, and must diff empty.
+        restored = pg.create_database()
+        try:
+            dump_restore(dst, restored)
+            rehearsal = pg_diff.compare_schemas(dst.conn, restored.conn)
+            assert rehearsal["changes"] == [], f"restored copy differs: {rehearsal['summary']}"
+        finally:
+            pg.drop_database(restored.name)
 
         if case["manual"]:
             assert any(s.startswith("-- review by hand") for s in result["sql"])
