@@ -163,7 +163,7 @@ def bench_schema(cluster: PgCluster, tables: int) -> dict:
 
 
 def build_data(db, gb: float) -> None:
-    rows = int(gb * 2_250_000)  # about 1 GB for gb=1.0 over four tables (measured: pg_database_size below)
+    rows = int(gb * 7_500_000)  # about 1 GB for gb=1.0 over four tables (measured: pg_database_size below)
     per = rows // 4
     db.execute(
         "CREATE TABLE accounts (id bigint PRIMARY KEY, name text, email text, created timestamptz, balance numeric(12,2));"

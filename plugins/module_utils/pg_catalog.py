@@ -392,6 +392,56 @@ def read_snapshot(
     return snap
 
 
+class Lazy:
+    """Objects of one kind, kept as compact rows and turned into object dicts only when looked at.
+
+    A catalog of 10,000 tables has some 100,000 columns, constraints and indexes; building a dict
+    for each costs more than reading them. Each entry is ``(compare, extra)``: ``compare`` holds
+    exactly the values the diff compares (so equal tuples mean equal objects, compared in C) and
+    ``extra`` what building the object needs besides (object ids, attribute numbers).
+    """
+
+    def __init__(self, build: Any) -> None:
+        self.rows: dict = {}
+        self.built: dict = {}
+        self.build = build
+
+    def same(self, key: Any, other: Lazy) -> bool:
+        return self.rows[key][0] == other.rows[key][0]
+
+    def __getitem__(self, key: Any) -> dict:
+        obj = self.built.get(key)
+        if obj is None:
+            compare, extra = self.rows[key]
+            obj = self.built[key] = self.build(key, compare, extra)
+        return obj
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self[key] if key in self.rows else default
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+    def keys(self) -> Any:
+        return self.rows.keys()
+
+    def where(self, position: int, values: Any) -> list:
+        """Keys whose compare tuple holds one of ``values`` at ``position`` (without building objects)."""
+        return [k for k, (c, _x) in self.rows.items() if c[position] in values]
+
+    def values(self) -> list:
+        return [self[k] for k in self.rows]
+
+    def items(self) -> list:
+        return [(k, self[k]) for k in self.rows]
+
+
 def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_column_order: bool = False) -> dict:
     """Run the per-kind catalog queries on an open cursor (inside the caller's snapshot)."""
     p = {"schemas": list(schemas) if schemas else None}
@@ -423,15 +473,22 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
         _owner_attrs(attrs, owner, acl, with_grants)
         _add(objects, _obj(kind, nsp, name, attrs, {"definition": definition}))
 
+    def build_sequence(key: tuple, c: tuple, extra: tuple) -> dict:
+        typ, start, inc, mn, mx, cache, cycle, persistence, owned, comment = c[:10]
+        attrs = {"type": typ, "start": start, "increment": inc, "minvalue": mn, "maxvalue": mx, "cache": cache, "cycle": cycle,
+                 "persistence": "unlogged" if persistence == "u" else "permanent", "owned_by": owned, "comment": comment}  # fmt: skip
+        if with_grants:
+            attrs["owner"], attrs["grants"] = c[10], sorted(c[11] or [])
+        return _obj("sequence", key[0], key[1], attrs, {"definition": f"{typ} START {start} INCREMENT {inc}"})
+
+    objects["sequence"] = seqs = Lazy(build_sequence)
     for row in rows(Q_SEQUENCES):
         nsp, name, typ, start, inc, mn, mx, cache, cycle, persistence, deptype, onsp, otable, ocol, comment, owner, acl = row
         if deptype in ("i", "e"):
             continue  # identity sequences belong to their column; extension members to their extension
         owned = f"{qident(onsp)}.{qident(otable)}.{qident(ocol)}" if deptype == "a" and ocol else None
-        attrs = {"type": typ, "start": start, "increment": inc, "minvalue": mn, "maxvalue": mx, "cache": cache, "cycle": cycle,
-                 "persistence": "unlogged" if persistence == "u" else "permanent", "owned_by": owned, "comment": comment}  # fmt: skip
-        _owner_attrs(attrs, owner, acl, with_grants)
-        _add(objects, _obj("sequence", nsp, name, attrs, {"definition": f"{typ} START {start} INCREMENT {inc}"}))
+        compare = (typ, start, inc, mn, mx, cache, cycle, persistence, owned, comment) + ((owner, acl) if with_grants else ())
+        seqs.rows[(nsp, name)] = (compare, None)
 
     for row in rows(Q_FUNCTIONS):
         nsp, name, args, prokind, result, lang, vol, strict, secdef, parallel, config, body, fdef, comment, owner, acl, oid = row
@@ -446,8 +503,10 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
         _add(objects, _obj(kind if kind != "aggregate" else "function", nsp, sig, attrs,
                            {"definition": fdef, "proname": name, "args": args, "prokind": prokind, "oid": oid}))  # fmt: skip
 
-    for row in rows(Q_TABLES):
-        oid, nsp, name, relkind, persistence, rls, force, partkey, ispart, bound, parents, options, owner, acl, comment = row
+    table_columns: dict = {}
+
+    def build_table(key: tuple, c: tuple, oid: int) -> dict:
+        relkind, persistence, rls, force, partkey, ispart, bound, parents, options, comment = c[:10]
         attrs = {
             "kind": _RELKIND[relkind],
             "persistence": "unlogged" if persistence == "u" else "permanent",
@@ -460,21 +519,19 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
             "options": sorted(options or []),
             "comment": comment,
         }
-        _owner_attrs(attrs, owner, acl, with_grants)
-        _add(objects, _obj("table", nsp, name, attrs, {"oid": oid, "columns": []}))
+        if with_grants:
+            attrs["owner"], attrs["grants"] = c[10], sorted(c[11] or [])
+        return _obj("table", key[0], key[1], attrs, {"oid": oid, "columns": table_columns.get(key, [])})
 
-    tables = objects["table"]
-    for row in rows(Q_COLUMNS):
-        nsp, table, name, attnum, typ, notnull, default, identity, generated, collation, local, comment, acl, relid = row
-        if generated == "s" and default is not None:
-            default = Raw(default)  # a generation expression reads columns: deparsed only when it differs
-        tinfo = tables.get((nsp, table))
-        if tinfo is None:
-            continue  # a table that belongs to an extension
-        tinfo["info"]["columns"].append(name)
-        position = len(tinfo["info"]["columns"])
-        if not local:
-            continue  # inherited from a parent (partitions, inheritance): reported once, on the parent
+    objects["table"] = tables = Lazy(build_table)
+    for row in rows(Q_TABLES):
+        oid, nsp, name, relkind, persistence, rls, force, partkey, ispart, bound, parents, options, owner, acl, comment = row
+        compare = (relkind, persistence, rls, force, partkey, ispart, bound, parents, options, comment)
+        tables.rows[(nsp, name)] = (compare + ((owner, acl) if with_grants else ()), oid)
+
+    def build_column(key: tuple, c: tuple, extra: tuple) -> dict:
+        typ, notnull, default, identity, generated, collation, comment = c[:7]
+        table, name, attnum, relid = extra
         attrs = {
             "type": typ,
             "nullable": not notnull,
@@ -484,20 +541,44 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
             "collation": collation,
             "comment": comment,
         }
+        rest = list(c[7:])
         if check_column_order:
-            attrs["position"] = position
+            attrs["position"] = rest.pop(0)
         if with_grants:
-            attrs["grants"] = list(acl) if acl else []
-        info = {"table": table, "column": name, "attnum": attnum, "relid": relid}
-        _add(objects, _obj("column", nsp, f"{table}.{name}", attrs, info))
+            attrs["grants"] = sorted(rest.pop(0) or [])
+        return _obj("column", key[0], key[1], attrs, {"table": table, "column": name, "attnum": attnum, "relid": relid})
 
-    for nsp, table, name, contype, raw, deferrable, deferred, validated, comment, ref, oid in rows(Q_CONSTRAINTS):
-        if (nsp, table) not in tables:
-            continue
+    objects["column"] = columns = Lazy(build_column)
+    for row in rows(Q_COLUMNS):
+        nsp, table, name, attnum, typ, notnull, default, identity, generated, collation, local, comment, acl, relid = row
+        if (nsp, table) not in tables.rows:
+            continue  # a table that belongs to an extension
+        names = table_columns.setdefault((nsp, table), [])
+        names.append(name)
+        if not local:
+            continue  # inherited from a parent (partitions, inheritance): reported once, on the parent
+        if generated == "s" and default is not None:
+            default = Raw(default)  # a generation expression reads columns: deparsed only when it differs
+        compare = (typ, notnull, default, identity, generated, collation, comment)
+        if check_column_order:
+            compare += (len(names),)
+        if with_grants:
+            compare += (acl,)
+        columns.rows[(nsp, f"{table}.{name}")] = (compare, (table, name, attnum, relid))
+
+    def build_constraint(key: tuple, c: tuple, extra: tuple) -> dict:
+        contype, raw, deferrable, deferred, validated, comment, ref = c
+        table, name, oid = extra
         attrs = {"type": _CONTYPE[contype], "definition": Raw(f"{ref}|{raw}"), "deferrable": deferrable,
                  "initially_deferred": deferred, "validated": validated, "comment": comment}  # fmt: skip
-        info = {"table": table, "constraint": name, "contype": contype, "references": ref, "oid": oid}
-        _add(objects, _obj("constraint", nsp, f"{table}.{name}", attrs, info))
+        return _obj(
+            "constraint", key[0], key[1], attrs, {"table": table, "constraint": name, "contype": contype, "references": ref, "oid": oid}
+        )
+
+    objects["constraint"] = constraints = Lazy(build_constraint)
+    for nsp, table, name, contype, raw, deferrable, deferred, validated, comment, ref, oid in rows(Q_CONSTRAINTS):
+        if (nsp, table) in tables.rows:
+            constraints.rows[(nsp, f"{table}.{name}")] = ((contype, raw, deferrable, deferred, validated, comment, ref), (table, name, oid))
 
     for oid, nsp, name, relkind, action, comment, owner, acl, deps, options in rows(Q_VIEWS):
         kind = "view" if relkind == "v" else "materialized_view"
@@ -505,15 +586,19 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
         _owner_attrs(attrs, owner, acl, with_grants)
         _add(objects, _obj(kind, nsp, name, attrs, {"oid": oid, "depends_on": sorted(deps or [])}))
 
-    for nsp, name, table, method, unique, predicate, keys, comment, oid in rows(Q_INDEXES):
-        if (nsp, table) not in tables and (nsp, table) not in objects["materialized_view"]:
-            continue  # an index of an extension's table
+    def build_index(key: tuple, c: tuple, oid: int) -> dict:
+        table, method, unique, predicate, keys, comment = c
         attrs = {"table": table, "method": method, "unique": unique, "keys": Raw(keys), "predicate": Raw(predicate) if predicate else None,
                  "comment": comment}  # fmt: skip
-        _add(objects, _obj("index", nsp, name, attrs, {"table": table, "oid": oid}))
+        return _obj("index", key[0], key[1], attrs, {"table": table, "oid": oid})
+
+    objects["index"] = indexes = Lazy(build_index)
+    for nsp, name, table, method, unique, predicate, keys, comment, oid in rows(Q_INDEXES):
+        if (nsp, table) in tables.rows or (nsp, table) in objects["materialized_view"]:
+            indexes.rows[(nsp, name)] = ((table, method, unique, predicate, keys, comment), oid)
 
     for nsp, table, name, definition, enabled, comment in rows(Q_TRIGGERS):
-        if (nsp, table) not in tables:
+        if (nsp, table) not in tables.rows:
             continue
         attrs = {"definition": definition, "enabled": _TRIGGER_ENABLED.get(enabled, enabled), "comment": comment}
         _add(objects, _obj("trigger", nsp, f"{table}.{name}", attrs, {"table": table, "trigger": name, "definition": definition}))

@@ -25,6 +25,7 @@ from ansible_collections.dualboot.db.plugins.module_utils.pg_catalog import (
     KINDS,
     LAZY_KINDS,
     CatalogReader,
+    Lazy,
     column_definition,
     qident,
     qname,
@@ -68,7 +69,10 @@ def diff(source: dict, target: dict) -> list[dict]:
         for key in b.keys() - a.keys():
             o = b[key]
             records.append(_record(o, "added", None, None, o["info"].get("definition") or _brief(o)))
+        lazy = isinstance(a, Lazy) and isinstance(b, Lazy)
         for key in a.keys() & b.keys():
+            if lazy and a.same(key, b):
+                continue
             oa, ob = a[key], b[key]
             if oa["attrs"] == ob["attrs"]:
                 continue
@@ -140,7 +144,21 @@ def _dependents(snapshot: dict, qualified: str) -> list[str]:
 
 def _referencing_fks(snapshot: dict, schema: str, table: str) -> list[dict]:
     q = qname(schema, table)
-    return [o for o in snapshot["objects"].get("constraint", {}).values() if o["info"].get("references") == q]
+    cons = snapshot["objects"].get("constraint", {})
+    if isinstance(cons, Lazy):
+        return [cons[k] for k in cons.where(6, {q})]
+    return [o for o in cons.values() if o["info"].get("references") == q]
+
+
+def _indexes_on(objects: dict, relations: set) -> list:
+    """Keys of the indexes on ``relations`` ((schema, name) pairs)."""
+    idx = objects["index"]
+    if not relations:
+        return []
+    if isinstance(idx, Lazy):
+        names = {r[1] for r in relations}
+        return [k for k in idx.where(0, names) if (k[0], idx.rows[k][0][0]) in relations]
+    return [k for k, o in idx.items() if (k[0], o["attrs"]["table"]) in relations]
 
 
 def hazards_of(r: dict, source: dict, target: dict) -> list[str]:
@@ -441,7 +459,10 @@ def candidates(source: dict, target: dict) -> dict:
     for kind in LAZY_KINDS:
         a, b = source["objects"][kind], target["objects"][kind]
         keys = set(a.keys() ^ b.keys())
-        keys.update(k for k in a.keys() & b.keys() if a[k]["attrs"] != b[k]["attrs"])
+        if isinstance(a, Lazy) and isinstance(b, Lazy):
+            keys.update(k for k in a.keys() & b.keys() if not a.same(k, b))
+        else:
+            keys.update(k for k in a.keys() & b.keys() if a[k]["attrs"] != b[k]["attrs"])
         out[kind] = keys
     return out
 
@@ -484,9 +505,8 @@ class _SqlBuilder:
             self.emit("create_views", f"CREATE VIEW {name}{opts} AS\n{body};")
         else:
             self.emit("create_views", f"CREATE MATERIALIZED VIEW {name}{opts} AS\n{body}\nWITH DATA;")
-            for io in self.dst["index"].values():
-                if io["schema"] == o["schema"] and io["attrs"]["table"] == o["name"]:
-                    self.emit("create_views", io["info"]["definition"] + ";")
+            for k in _indexes_on(self.dst, {(o["schema"], o["name"])}):
+                self.emit("create_views", self.dst["index"][k]["info"]["definition"] + ";")
         if o["attrs"].get("comment") is not None:
             self.emit("comments", f"COMMENT ON {_VIEW_WORD[o['kind']]} {name} IS {_lit(o['attrs']['comment'])};")
 
@@ -999,7 +1019,7 @@ def compare_schemas(
                 {
                     "view": [k for kind, k in recreate if kind == "view"],
                     "materialized_view": list(mviews),
-                    "index": [k for k, o in snap_b["objects"]["index"].items() if (k[0], o["attrs"]["table"]) in mviews],
+                    "index": _indexes_on(snap_b["objects"], mviews),
                 },
             )
             sql = suggested_sql(records, snap_a, snap_b)
