@@ -39,6 +39,7 @@ def test_r5_identical_copies_are_equal_with_throughput(pair, run_module):
     assert r["equal"] and not r.changed and r["problems"] == []
     by = {t["table"]: t for t in r["tables"]}
     assert by["public.users"]["ranges"] == 7 and by["public.users"]["source_rows"] == by["public.users"]["target_rows"] == 2000
+    assert by["public.users"]["method"] == "key ranges (one pass)"
     assert by["public.orders"]["key"] == ["shop", "no"] and by["public.orders"]["method"] == "key ranges"
     assert by["public.events"]["method"] == "whole table"
     assert r["rows"] == 2 * (2000 + 1500 + 300) and r["bytes"] > 100_000 and r["mb_per_s"] > 0
@@ -70,7 +71,14 @@ def test_missing_extra_rows_and_tables(pair):
     assert "table public.orders: 1500 rows on source, 1499 on target" in d["problems"]
     assert "table public.users: 2000 rows on source, 2001 on target" in d["problems"]
     users = next(t for t in d["tables"] if t["table"] == "public.users")
-    assert users["mismatched_ranges"][-1]["after"] == {"user_id": 2000} and users["mismatched_ranges"][-1]["through"] is None
+    extra = users["mismatched_ranges"][-1]
+    assert (extra["source_rows"], extra["target_rows"]) == (0, 1)
+    assert extra["after"]["user_id"] < 99999 <= extra["through"]["user_id"]
+    orders = next(t for t in d["tables"] if t["table"] == "public.orders")
+    assert (
+        orders["method"] == "key ranges"
+        and orders["mismatched_ranges"][0]["target_rows"] == orders["mismatched_ranges"][0]["source_rows"] - 1
+    )
     assert d["tables_only_in_source"] == ["public.events"] and d["tables_only_in_target"] == ["public.brand_new"]
 
 
