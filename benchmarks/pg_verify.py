@@ -135,7 +135,7 @@ def bench_schema(cluster: PgCluster, tables: int) -> dict:
     )[0]
     log("schema: dualboot.db diff")
     ours = []
-    for _ in range(3):
+    for _run in range(3):
         t0 = time.monotonic()
         r = pg_diff.compare_schemas(a.conn, b.conn)
         ours.append(time.monotonic() - t0)
@@ -211,10 +211,10 @@ def bench_data(cluster: PgCluster, gb: float) -> dict:
     copy_to_devnull(a, tables)
     copy_to_devnull(b, tables)
     log("data: COPY TO /dev/null baseline")
-    copy_s = [copy_to_devnull(a, tables) + copy_to_devnull(b, tables) for _ in range(2)]
+    copy_s = [copy_to_devnull(a, tables) + copy_to_devnull(b, tables) for _run in range(2)]
     log(f"data: COPY both databases {min(copy_s):.1f} s; dualboot.db compare")
     ours = []
-    for _ in range(2):
+    for _run in range(2):
         t0 = time.monotonic()
         r = pg_compare.compare(a.conn, b.conn)
         ours.append(time.monotonic() - t0)

@@ -973,7 +973,7 @@ def _split_named(item: str) -> tuple[str, str]:
                 continue
             break
         return item[: end + 1], item[end + 2 :]
-    name, _, rest = item.partition(" ")
+    name, _sep, rest = item.partition(" ")
     return name, rest
 
 

@@ -99,7 +99,7 @@ class _Db:
             (dbname,),
         ):
             for item in config or []:
-                key, _, value = item.partition("=")
+                key, _sep, value = item.partition("=")
                 if key == SETTING:
                     setting = value
         rows = self.q(

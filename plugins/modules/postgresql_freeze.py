@@ -21,7 +21,7 @@ description:
     the C(dualboot) schema) is recorded in the comment of the function C(dualboot.freeze_guard()); thaw reads it, drops the
     triggers and the function, and restores the setting.
   - Both directions are idempotent; C(changed) is true only when something was changed.
-author: dualboot.db contributors
+author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.postgresql
   - ansible.builtin.action_common_attributes

@@ -21,7 +21,7 @@ description:
     C(-- review by hand) comments.
   - With O(expect), fails naming every unexpected change and every expected change that is missing.
   - Changes nothing on either database.
-author: dualboot.db contributors
+author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.postgresql
   - dualboot.db.postgresql.endpoints
@@ -35,6 +35,94 @@ attributes:
   platform:
     platforms: posix
 options:
+  source:
+    suboptions:
+      login_host:
+        description: Host of the source server; empty means the local Unix socket.
+        type: str
+        aliases: [host, login_hostname]
+      login_port:
+        description: Port of the source server.
+        type: int
+        aliases: [port]
+      login_user:
+        description: Role to connect to the source as.
+        type: str
+        aliases: [login, user]
+      login_password:
+        description: Password of the source role (never returned).
+        type: str
+      login_unix_socket:
+        description: Unix socket directory of the source server.
+        type: str
+      login_db:
+        description: Database of the source.
+        type: str
+        aliases: [db, database]
+      ssl_mode:
+        description: libpq C(sslmode) for the source.
+        type: str
+        choices: [allow, disable, prefer, require, verify-ca, verify-full]
+      ca_cert:
+        description: Certificate authorities of the source server certificate.
+        type: path
+        aliases: [ssl_rootcert]
+      ssl_cert:
+        description: Client certificate for the source.
+        type: path
+      ssl_key:
+        description: Private key of the client certificate for the source.
+        type: path
+      connect_timeout:
+        description: Seconds to wait for the source connection.
+        type: int
+      connect_params:
+        description: Further libpq connection parameters for the source.
+        type: dict
+  target:
+    suboptions:
+      login_host:
+        description: Host of the target server; empty means the local Unix socket.
+        type: str
+        aliases: [host, login_hostname]
+      login_port:
+        description: Port of the target server.
+        type: int
+        aliases: [port]
+      login_user:
+        description: Role to connect to the target as.
+        type: str
+        aliases: [login, user]
+      login_password:
+        description: Password of the target role (never returned).
+        type: str
+      login_unix_socket:
+        description: Unix socket directory of the target server.
+        type: str
+      login_db:
+        description: Database of the target.
+        type: str
+        aliases: [db, database]
+      ssl_mode:
+        description: libpq C(sslmode) for the target.
+        type: str
+        choices: [allow, disable, prefer, require, verify-ca, verify-full]
+      ca_cert:
+        description: Certificate authorities of the target server certificate.
+        type: path
+        aliases: [ssl_rootcert]
+      ssl_cert:
+        description: Client certificate for the target.
+        type: path
+      ssl_key:
+        description: Private key of the client certificate for the target.
+        type: path
+      connect_timeout:
+        description: Seconds to wait for the target connection.
+        type: int
+      connect_params:
+        description: Further libpq connection parameters for the target.
+        type: dict
   schemas:
     description:
       - Compare only these schemas. By default every schema except the system ones and C(dualboot).
