@@ -208,11 +208,10 @@ class ToolProcess:
         return err
 
     def kill(self) -> None:
+        """Stop the tool; :meth:`wait` still reports (and closes) what it wrote."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        if not self.errfile.closed:
-            self.errfile.close()
 
 
 def run_tool(argv: list[str], env: dict, label: str, disk: str | None = None, run_as: dict | None = None) -> str:

@@ -23,6 +23,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -56,10 +57,13 @@ except ImportError:  # pragma: no cover - the module reports the missing library
     psycopg = None
     sql = None
 
-METHODS = ("auto", "template", "dump_restore", "pipe", "physical")
-# Measured by benchmarks/pg_stage.py (see benchmarks/README.md): across servers the parallel
-# directory dump + parallel restore beats the single-job pipe.
-CROSS_SERVER_METHOD = "dump_restore"
+METHODS = ("auto", "template", "dump_restore", "pipe", "stream", "physical")
+# Measured by benchmarks/pg_stage.py (see benchmarks/README.md): across servers the parallel COPY
+# pipes of stream beat the directory dump + parallel restore and the single-job pipe.
+CROSS_SERVER_METHOD = "stream"
+# stream: tables at least this big are copied through COPY pipes, split in ctid ranges of about the chunk size.
+STREAM_TABLE_BYTES = 16 * 1024 * 1024
+STREAM_CHUNK_BYTES = 128 * 1024 * 1024
 # Below this size CREATE DATABASE's WAL_LOG strategy avoids two checkpoints; above it FILE_COPY is faster.
 FILE_COPY_THRESHOLD = 256 * 1024 * 1024
 
@@ -168,8 +172,8 @@ def clone(
                 ) from None
             chosen = CROSS_SERVER_METHOD
             reason = f"{busy} CREATE DATABASE ... TEMPLATE needs none, so {chosen} was used instead."
-    if chosen in ("dump_restore", "pipe"):
-        out = _dump_restore(ctx, pipe=chosen == "pipe", run_analyze=run_analyze)
+    if chosen in ("dump_restore", "pipe", "stream"):
+        out = _dump_restore(ctx, chosen, run_analyze=run_analyze)
     warnings += out.pop("warnings", [])
     duration = round(time.monotonic() - started, 3)
     size = src["size_bytes"]
@@ -212,9 +216,10 @@ def _choose(method: str, same_server: bool, maint: PgConnection, source_db: str)
                 f"{CROSS_SERVER_METHOD} copies from a snapshot instead.",
             )
         return "template", "same server and no other session on the source: a file-level copy inside the server is the fastest path."
-    if CROSS_SERVER_METHOD == "dump_restore":
-        return "dump_restore", "different servers: a parallel directory dump and parallel restore measured fastest (benchmarks/README.md)."
-    return "pipe", "different servers: the streamed dump | restore measured fastest (benchmarks/README.md)."
+    return (
+        CROSS_SERVER_METHOD,
+        "different servers: parallel COPY pipes from one snapshot, then parallel index builds, measured fastest (benchmarks/README.md).",
+    )
 
 
 class _SourceBusy(DualbootError):
@@ -277,7 +282,9 @@ def _measure_copy(conn: PgConnection, marker: dict) -> None:
         c.rollback()
 
 
-def _dump_restore(ctx: dict, pipe: bool, run_analyze: bool) -> dict:
+def _dump_restore(ctx: dict, mode: str, run_analyze: bool) -> dict:
+    """``dump_restore`` (directory dump, then parallel restore), ``pipe`` (pg_dump | pg_restore) or
+    ``stream`` (parallel COPY pipes between the servers); all read one exported snapshot."""
     source: PgConnection = ctx["source"]
     build: TargetBuild = ctx["build"]
     jobs, major, bin_dir = ctx["jobs"], ctx["major"], ctx["bin_dir"]
@@ -285,11 +292,12 @@ def _dump_restore(ctx: dict, pipe: bool, run_analyze: bool) -> dict:
     timings: dict = {}
     workdir = None
     session = SnapshotSession(source)
+    counter = _RowCounter(session)
     try:
         marker = session.marker
         env = tool_env(source)
         t = time.monotonic()
-        if pipe:
+        if mode == "pipe":
             build.prepare(ctx["props"])
             pg_restore = find_tool("pg_restore", major, bin_dir)
             dump = ToolProcess(
@@ -310,17 +318,11 @@ def _dump_restore(ctx: dict, pipe: bool, run_analyze: bool) -> dict:
                 stdin=dump.proc.stdout,
             )
             dump.proc.stdout.close()
-            try:
-                counted = session.count_rows()
-            except BaseException:
-                load.kill()
-                dump.kill()
-                raise
-            try:
-                load.wait()
-            finally:
-                dump.wait()
+            _Pipeline(dump, load).run_alongside(counter)
             timings["copy_s"] = round(time.monotonic() - t, 3)
+        elif mode == "stream":
+            workdir = tempfile.mkdtemp(prefix="dualboot-clone-", dir=ctx["tmp_dir"])
+            _stream(ctx, session, counter, workdir, timings)
         else:
             workdir = tempfile.mkdtemp(prefix="dualboot-clone-", dir=ctx["tmp_dir"])
             out = os.path.join(workdir, "dump")
@@ -330,24 +332,29 @@ def _dump_restore(ctx: dict, pipe: bool, run_analyze: bool) -> dict:
                 f"pg_dump of {source.label()}",
                 disk=f"{os.path.dirname(workdir)} (tmp_dir)",
             )
+            counter.start()
             try:
-                counted = session.count_rows()
-            except BaseException:
+                dump.wait()
+            finally:
                 dump.kill()
-                raise
-            dump.wait()
+                counter.join()
             timings["dump_s"] = round(time.monotonic() - t, 3)
-        timings["row_count_s"] = counted["seconds"]
+        timings["row_count_s"] = counter.seconds()
         session.close()
         session = None
-        if not pipe:
+        if mode == "dump_restore":
             build.prepare(ctx["props"])
             timings["restore_s"] = restore_dump(out, "directory", build.tmp_conn(), jobs, ctx["no_owner"], bin_dir, major)
+        elif mode == "stream":
+            t = time.monotonic()
+            _post_data(ctx, workdir)
+            timings["post_data_s"] = round(time.monotonic() - t, 3)
         if run_analyze:
             timings["analyze_s"] = analyze(build.tmp_conn())
         warnings = build.finish(ctx["props"], ctx["no_owner"])
         swapped = build.commit()
     except BaseException:
+        counter.join()
         build.abort()
         raise
     finally:
@@ -357,7 +364,266 @@ def _dump_restore(ctx: dict, pipe: bool, run_analyze: bool) -> dict:
             shutil.rmtree(workdir, ignore_errors=True)
     if swapped["leftover"]:
         warnings.append(swapped["leftover"])
-    return {"replaced": swapped["replaced"], "timings": timings, "marker": marker, "warnings": warnings, "jobs": 1 if pipe else jobs}
+    return {
+        "replaced": swapped["replaced"],
+        "timings": timings,
+        "marker": marker,
+        "warnings": warnings,
+        "jobs": 1 if mode == "pipe" else jobs,
+    }
+
+
+class _RowCounter:
+    """Counts the marker's row classes in the snapshot session on a thread of its own, while the
+    copy runs (the session's connection is used by this thread only)."""
+
+    def __init__(self, session: SnapshotSession) -> None:
+        self.session = session
+        self.thread: threading.Thread | None = None
+        self.result: dict | None = None
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self.result = self.session.count_rows()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in join()
+            self.error = exc
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="dualboot-row-count", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+            if self.error is not None:
+                error, self.error = self.error, None
+                raise error
+
+    def seconds(self) -> float | None:
+        return self.result["seconds"] if self.result else None
+
+
+class _Pipeline:
+    """A producer tool piping into a consumer tool. When one fails, the other is stopped, and the error
+    reported is the one of the tool that failed by itself."""
+
+    def __init__(self, producer: ToolProcess, consumer: ToolProcess) -> None:
+        self.producer, self.consumer = producer, consumer
+        self.killed: set = set()
+
+    def done(self) -> bool:
+        return self.producer.proc.poll() is not None and self.consumer.proc.poll() is not None
+
+    def failed_early(self) -> bool:
+        return any(p.proc.poll() not in (None, 0) for p in (self.producer, self.consumer))
+
+    def finish(self) -> None:
+        errors = []
+        for p in (self.consumer, self.producer):
+            try:
+                p.wait()
+            except DualbootError as exc:
+                errors.append((id(p) in self.killed, exc))
+        if errors:
+            errors.sort(key=lambda e: e[0])
+            raise errors[0][1]
+
+    def kill(self) -> None:
+        for p in (self.consumer, self.producer):
+            if p.proc.poll() is None:
+                self.killed.add(id(p))
+                p.kill()
+
+    def run_alongside(self, counter: _RowCounter) -> None:
+        counter.start()
+        try:
+            self.finish()
+        except BaseException:
+            self.kill()
+            raise
+        finally:
+            counter.join()
+
+
+def _run_pipelines(factories: list, jobs: int) -> None:
+    """Run pipelines built by ``factories``, at most ``jobs`` at a time; the first failure stops all."""
+    pending, running = list(factories), []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                running.append(pending.pop(0)())
+            for p in list(running):
+                if p.done() or p.failed_early():
+                    running.remove(p)
+                    p.kill()
+                    p.finish()
+            time.sleep(0.02)
+    except BaseException:
+        for p in running:
+            p.kill()
+        raise
+
+
+BIG_TABLES_SQL = """
+SELECT c.oid::bigint, n.nspname, c.relname, pg_relation_size(c.oid),
+       (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND c.relpersistence <> 't' AND pg_relation_size(c.oid) >= %s
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 4 DESC
+"""
+
+
+def _stream(ctx: dict, session: SnapshotSession, counter: _RowCounter, workdir: str, timings: dict) -> None:
+    """Schema first, then every table's rows through COPY pipes between the servers, in parallel.
+
+    Tables of at least STREAM_TABLE_BYTES go through ``psql COPY ... TO STDOUT | psql COPY ... FROM STDIN``
+    pipelines (on PostgreSQL 14+ split into ctid ranges of about STREAM_CHUNK_BYTES, so one big table
+    uses every job); the other tables, sequence values and large objects go through one
+    ``pg_dump --data-only | pg_restore``. Everything reads the exported snapshot; the big tables are
+    locked ACCESS SHARE in it (as pg_dump does) so no TRUNCATE or rewrite can pull rows from under it.
+    Indexes, constraints and triggers follow in :func:`_post_data`.
+    """
+    source: PgConnection = ctx["source"]
+    build: TargetBuild = ctx["build"]
+    jobs, major, bin_dir = ctx["jobs"], ctx["major"], ctx["bin_dir"]
+    pg_dump, pg_restore, psql = (find_tool(n, major, bin_dir) for n in ("pg_dump", "pg_restore", "psql"))
+    # Both ends of every COPY pipe speak the source database's encoding (the target was created with it).
+    env_src = dict(tool_env(source), PGCLIENTENCODING=ctx["props"]["encoding"])
+    t = time.monotonic()
+    schema = os.path.join(workdir, "schema.custom")
+    run_tool(
+        [pg_dump, "--format=c", "--schema-only", f"--snapshot={session.snapshot}", "--no-password", f"--file={schema}"],
+        env_src,
+        f"pg_dump --schema-only of {source.label()}",
+        disk=f"{os.path.dirname(workdir)} (tmp_dir)",
+    )
+    cur = session.cur
+    cur.execute(BIG_TABLES_SQL, (STREAM_TABLE_BYTES,))
+    big = cur.fetchall()
+    if big:
+        cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.SQL(", ").join(sql.Identifier(b[1], b[2]) for b in big)))
+    cur.execute("SELECT current_setting('block_size')::int, current_setting('server_version_num')::int")
+    block, version = cur.fetchone()
+    build.prepare(ctx["props"])
+    target = build.tmp_conn()
+    env_tgt = dict(tool_env(target), PGCLIENTENCODING=ctx["props"]["encoding"])
+    owner = ["--no-owner"] if ctx["no_owner"] else []
+    run_tool(
+        [pg_restore, "--section=pre-data", "--exit-on-error", "--no-password", "-d", conninfo_dbname(build.tmp), *owner, schema],
+        env_tgt,
+        f"pg_restore of the schema into {target.label()}",
+        disk="the target server",
+    )
+    timings["schema_s"] = round(time.monotonic() - t, 3)
+    t = time.monotonic()
+    snap = session.snapshot
+    psql_base = [psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1"]
+    out_prefix = ["-c", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "-c", f"SET TRANSACTION SNAPSHOT '{snap}'"]
+    out_prefix += ["-c", "SET row_security = off", "-c", "SET statement_timeout = 0"]
+
+    def rest() -> _Pipeline:
+        excluded = [f"--exclude-table-data={_pattern(b[1], b[2])}" for b in big]
+        dump = ToolProcess(
+            [pg_dump, "--format=c", "--data-only", f"--snapshot={snap}", "--no-password", *excluded],
+            env_src,
+            f"pg_dump --data-only of {source.label()}",
+            stdout=subprocess.PIPE,
+        )
+        load = ToolProcess(
+            [pg_restore, "--exit-on-error", "--no-password", "-d", conninfo_dbname(build.tmp)],
+            env_tgt,
+            f"pg_restore of the smaller tables into {target.label()}",
+            disk="the target server",
+            stdin=dump.proc.stdout,
+        )
+        dump.proc.stdout.close()
+        return _Pipeline(dump, load)
+
+    def chunk(ident: str, name: str, columns: str, lo: int | None, hi: int | None, part: str) -> Any:
+        def start() -> _Pipeline:
+            where = []
+            if lo is not None:
+                where.append(f"ctid >= '({lo},0)'::tid")
+            if hi is not None:
+                where.append(f"ctid < '({hi},0)'::tid")
+            select = f"SELECT {columns} FROM ONLY {ident}" + (" WHERE " + " AND ".join(where) if where else "")
+            label = f"copy of {name}{part}"
+            out = ToolProcess(
+                [*psql_base, *out_prefix, "-c", f"COPY ({select}) TO STDOUT"], env_src, label + " (reading)", stdout=subprocess.PIPE
+            )
+            inp = ToolProcess(
+                [
+                    *psql_base,
+                    "-d",
+                    conninfo_dbname(build.tmp),
+                    "-c",
+                    "SET statement_timeout = 0",
+                    "-c",
+                    f"COPY {ident} ({columns}) FROM STDIN",
+                ],
+                env_tgt,
+                label + " (writing)",
+                disk="the target server",
+                stdin=out.proc.stdout,
+            )
+            out.proc.stdout.close()
+            return _Pipeline(out, inp)
+
+        return start
+
+    factories = [rest]
+    for _oid, schema_name, table, size, columns in big:
+        ident = sql.Identifier(schema_name, table).as_string(session.pg)
+        pages = max(1, size // block)
+        n = max(1, min(-(-size // STREAM_CHUNK_BYTES), 4 * jobs)) if version >= 140000 else 1
+        bounds = [pages * i // n for i in range(n + 1)]
+        for i in range(n):
+            part = f" (part {i + 1} of {n})" if n > 1 else ""
+            factories.append(
+                chunk(ident, f"{schema_name}.{table}", columns, bounds[i] if i else None, bounds[i + 1] if i < n - 1 else None, part)
+            )
+    counter.start()
+    try:
+        _run_pipelines(factories, jobs)
+    finally:
+        counter.join()
+    timings["copy_s"] = round(time.monotonic() - t, 3)
+    timings["streamed_tables"] = len(big)
+
+
+def _pattern(schema_name: str, table: str) -> str:
+    """A pg_dump pattern that matches exactly this table (quoted: no wildcard applies)."""
+
+    def q(x: str) -> str:
+        return '"' + x.replace('"', '""') + '"'
+
+    return f"{q(schema_name)}.{q(table)}"
+
+
+def _post_data(ctx: dict, workdir: str) -> None:
+    build: TargetBuild = ctx["build"]
+    pg_restore = find_tool("pg_restore", ctx["major"], ctx["bin_dir"])
+    run_tool(
+        [
+            pg_restore,
+            "--section=post-data",
+            "--exit-on-error",
+            "--no-password",
+            f"--jobs={ctx['jobs']}",
+            "-d",
+            conninfo_dbname(build.tmp),
+            *(["--no-owner"] if ctx["no_owner"] else []),
+            os.path.join(workdir, "schema.custom"),
+        ],
+        tool_env(build.tmp_conn()),
+        f"pg_restore of indexes and constraints into {build.tmp_conn().label()}",
+        disk="the target server",
+    )
 
 
 # ---------------------------------------------------------------------------------------------

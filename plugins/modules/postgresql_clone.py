@@ -16,6 +16,11 @@ description:
   - C(dump_restore) - C(pg_dump --format=directory --jobs) from an exported snapshot into a private temporary
     directory (removed afterwards), then C(pg_restore --jobs --exit-on-error).
   - C(pipe) - C(pg_dump --format=custom | pg_restore), no intermediate file, one job on each side.
+  - C(stream) - the schema first (C(pg_restore --section=pre-data)), then every table's rows through parallel
+    C(psql COPY ... TO STDOUT | psql COPY ... FROM STDIN) pipes between the servers (tables of 16 MiB and more,
+    split in ctid ranges on PostgreSQL 14+ so that one big table uses every job; the others, sequence values and
+    large objects in one C(pg_dump --data-only | pg_restore)), then indexes, constraints and triggers with
+    C(pg_restore --section=post-data --jobs). No intermediate data file; all reads share one exported snapshot.
   - C(physical) - C(pg_basebackup) of the whole source cluster into O(target_data_dir), started as a cluster of its own
     on the target's O(target.login_port) by O(os_user). The copy replays the backup's WAL and comes up as a primary
     (promoted) that shares nothing with the source; archiving and logical replication workers are switched off in it.
@@ -41,7 +46,7 @@ options:
   method:
     description: How to copy; see the description. C(auto) chooses and says why in RV(method_reason).
     type: str
-    choices: [auto, template, dump_restore, pipe, physical]
+    choices: [auto, template, dump_restore, pipe, stream, physical]
     default: auto
   if_exists:
     description:
@@ -52,8 +57,8 @@ options:
     default: fail
   jobs:
     description:
-      - Parallel pg_dump and pg_restore jobs for C(dump_restore). Defaults to the number of CPUs of the host running
-        the task.
+      - Parallel jobs of C(dump_restore) (pg_dump and pg_restore) and C(stream) (COPY pipes, index builds). Defaults to
+        the number of CPUs of the host running the task.
     type: int
   force:
     description: Overwrite the target even when it is the default entry of O(boot_record).
@@ -64,8 +69,8 @@ options:
     type: path
   tmp_dir:
     description:
-      - Directory for the intermediate dump of C(dump_restore) (a private subdirectory, removed afterwards).
-        Defaults to the system's temporary directory.
+      - Directory for the intermediate dump of C(dump_restore) and the schema archive of C(stream) (a private
+        subdirectory, removed afterwards). Defaults to the system's temporary directory.
     type: path
   analyze:
     description:
@@ -74,7 +79,7 @@ options:
     type: bool
     default: true
   no_owner:
-    description: Restore without object ownership, for a target server that lacks the source's roles (C(dump_restore), C(pipe)).
+    description: Restore without object ownership, for a target server that lacks the source's roles (not for C(template), C(physical)).
     type: bool
     default: false
   tablespace:
@@ -251,7 +256,7 @@ def main():
     argument_spec.update(
         source=endpoint_spec(),
         target=endpoint_spec(),
-        method={"type": "str", "choices": ["auto", "template", "dump_restore", "pipe", "physical"], "default": "auto"},
+        method={"type": "str", "choices": ["auto", "template", "dump_restore", "pipe", "stream", "physical"], "default": "auto"},
         if_exists={"type": "str", "choices": ["fail", "replace"], "default": "fail"},
         jobs={"type": "int"},
         force={"type": "bool", "default": False},

@@ -12,6 +12,7 @@ import tempfile
 import psycopg
 import pytest
 from harness.net import free_port
+from harness.pg import pg_bin
 from integration.data.pg.staging import databases, fingerprint, make_users, temp_leftovers, tiny_filesystem
 
 from ansible_collections.dualboot.db.plugins.module_utils import pg_clone, pg_drift
@@ -59,7 +60,7 @@ def test_auto_falls_back_to_a_snapshot_copy_when_sessions_use_the_source(pg, liv
     with live.connect() as busy:
         busy.execute("SELECT 1")
         r = pg_clone.clone(live.conn, live.conn.with_db(green))
-        assert r["method"] == "dump_restore" and "1 session(s) are connected to the source" in r["method_reason"]
+        assert r["method"] == "stream" and "1 session(s) are connected to the source" in r["method_reason"]
         with pytest.raises(OperationFailed, match="other session\\(s\\) are connected to the source database") as exc:
             pg_clone.clone(live.conn, live.conn.with_db(green + "x"), method="template")
         assert "use method: auto or dump_restore" in exc.value.hint
@@ -67,15 +68,55 @@ def test_auto_falls_back_to_a_snapshot_copy_when_sessions_use_the_source(pg, liv
     assert r["marker"]["rows_measured"]["on"] == "snapshot" and green + "x" not in databases(pg)
 
 
-@pytest.mark.parametrize("method", ["auto", "pipe"])
-def test_across_servers(pg, pg2, live, method):
-    target = pg2.create_database()
-    pg2.drop_database(target.name)
+def schema_dump(server, db: str) -> str:
+    """pg_dump --schema-only of a database, without the per-run \\restrict keys."""
+    out = subprocess.run(
+        [str(pg_bin() / "pg_dump"), "--schema-only", "-h", server.host, "-p", str(server.port), "-U", server.user, db],
+        env={**os.environ, "PGPASSWORD": server.password},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return "\n".join(line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
+
+
+@pytest.mark.parametrize("method", ["dump_restore", "pipe", "stream"])
+def test_every_cross_server_method_copies_schema_and_data_exactly(pg, pg2, live, method, monkeypatch):
+    """Schema (pg_dump --schema-only), rows, sequence values, large objects, grants and comments arrive;
+    stream splits its big table in ctid ranges (chunk size lowered so the test data is split too)."""
+    live.execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_reader') THEN CREATE ROLE app_reader; END IF; END $$;"
+        "GRANT SELECT ON users TO app_reader; COMMENT ON TABLE users IS 'the users';"
+        "CREATE TABLE big AS SELECT i, md5(i::text) AS h, i * 2 AS dropped FROM generate_series(1, 300000) i;"
+        "ALTER TABLE big ADD PRIMARY KEY (i), ADD COLUMN tripled int GENERATED ALWAYS AS (i * 3) STORED, DROP COLUMN dropped;"
+        "ALTER TABLE big ALTER COLUMN i ADD GENERATED ALWAYS AS IDENTITY;"
+        "CREATE TABLE big_child (note text) INHERITS (big);"
+        "INSERT INTO big_child (i, h, note) OVERRIDING SYSTEM VALUE VALUES (-1, 'x', 'child');"
+        "SELECT lo_from_bytea(0, 'a large object'); CREATE SEQUENCE counter; SELECT setval('counter', 42);"
+    )
+    pg2.db("postgres").execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_reader') THEN CREATE ROLE app_reader; END IF; END $$;"
+    )
+    monkeypatch.setattr(pg_clone, "STREAM_CHUNK_BYTES", 2 * 1024 * 1024)
+    target = pg2.db(f"copy_{method}_{os.urandom(3).hex()}")
     try:
-        r = pg_clone.clone(live.conn, target.conn, method=method)
-        assert r["method"] == ("dump_restore" if method == "auto" else "pipe")
-        if method == "auto":
-            assert "different servers" in r["method_reason"] and r["jobs"] == (os.cpu_count() or 1)
+        r = pg_clone.clone(live.conn, target.conn, method=method, jobs=2)
+        assert r["method"] == method
+        if method == "stream":
+            assert r["timings"]["streamed_tables"] == 1
+        assert schema_dump(pg2, target.name) == schema_dump(pg, live.name)
+        assert fingerprint(target) == fingerprint(live)
+        assert target.scalar("SELECT lo_get(oid) FROM pg_largeobject_metadata") == b"a large object"
+        assert temp_leftovers(pg2) == []
+    finally:
+        pg2.drop_database(target.name)
+
+
+def test_auto_across_servers_streams(pg, pg2, live):
+    target = pg2.db(f"copy_auto_{os.urandom(3).hex()}")
+    try:
+        r = pg_clone.clone(live.conn, target.conn)
+        assert r["method"] == "stream" and "different servers" in r["method_reason"] and r["jobs"] == (os.cpu_count() or 1)
         assert fingerprint(target) == fingerprint(live) and temp_leftovers(pg2) == []
         assert pg_drift.drift(live.conn, marker=r["marker"])["drift"] is False
     finally:

@@ -198,3 +198,18 @@ def test_backup_directory_as_marker_source(live, tmp_path):
     assert pg_drift.drift(live.conn, backup=str(dest))["drift"] is False
     live.execute("INSERT INTO users (user_name) VALUES ('later')")
     assert pg_drift.drift(live.conn, backup=str(dest))["drift"] is True
+
+
+def test_listed_and_age_based_row_classes_agree(live, tmp_path, monkeypatch):
+    """The marker counts rows by xid lists when the band is short, by age() otherwise: both must agree."""
+    early = psycopg.connect(live.uri)
+    early.execute("SELECT pg_current_xact_id()")
+    live.execute("INSERT INTO users (user_name) VALUES ('in the band')")
+    try:
+        listed = marker_of(live, tmp_path)
+        monkeypatch.setattr(pg_drift, "XID_LIST_LIMIT", 0)
+        by_age = marker_of(live, tmp_path)
+    finally:
+        early.close()
+    assert [t["rows"] for t in listed["tables"]] == [t["rows"] for t in by_age["tables"]]
+    assert next(t for t in listed["tables"] if t["name"] == "users")["rows"]["band"] == 1
