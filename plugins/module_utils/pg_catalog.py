@@ -150,7 +150,8 @@ WHERE c.relkind IN ('v', 'm') AND {_NS.format(n="n")} AND {_not_ext("pg_class", 
 
 Q_SEQUENCES = f"""
 SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
-  s.seqcache, s.seqcycle, c.relpersistence, dep.deptype, tn.nspname, tc.relname, a.attname,
+  s.seqcache, s.seqcycle, c.relpersistence, dep.deptype,
+  CASE WHEN dep.deptype = 'a' AND a.attname IS NOT NULL THEN format('%%I.%%I.%%I', tn.nspname, tc.relname, a.attname) END,
   d.description, pg_get_userbyid(c.relowner), {_acl("c.relacl")}
 FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_depend dep ON dep.classid = 'pg_class'::regclass AND dep.objid = c.oid AND dep.objsubid = 0
@@ -409,6 +410,11 @@ class Lazy:
     def same(self, key: Any, other: Lazy) -> bool:
         return self.rows[key][0] == other.rows[key][0]
 
+    def differing(self, other: Lazy) -> list:
+        """Keys on both sides whose compared values differ (one pass, no objects built)."""
+        mine, theirs = self.rows, other.rows
+        return [k for k in mine.keys() & theirs.keys() if mine[k][0] != theirs[k][0]]
+
     def __getitem__(self, key: Any) -> dict:
         obj = self.built.get(key)
         if obj is None:
@@ -483,10 +489,9 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
 
     objects["sequence"] = seqs = Lazy(build_sequence)
     for row in rows(Q_SEQUENCES):
-        nsp, name, typ, start, inc, mn, mx, cache, cycle, persistence, deptype, onsp, otable, ocol, comment, owner, acl = row
+        nsp, name, typ, start, inc, mn, mx, cache, cycle, persistence, deptype, owned, comment, owner, acl = row
         if deptype in ("i", "e"):
             continue  # identity sequences belong to their column; extension members to their extension
-        owned = f"{qident(onsp)}.{qident(otable)}.{qident(ocol)}" if deptype == "a" and ocol else None
         compare = (typ, start, inc, mn, mx, cache, cycle, persistence, owned, comment) + ((owner, acl) if with_grants else ())
         seqs.rows[(nsp, name)] = (compare, None)
 

@@ -69,10 +69,8 @@ def diff(source: dict, target: dict) -> list[dict]:
         for key in b.keys() - a.keys():
             o = b[key]
             records.append(_record(o, "added", None, None, o["info"].get("definition") or _brief(o)))
-        lazy = isinstance(a, Lazy) and isinstance(b, Lazy)
-        for key in a.keys() & b.keys():
-            if lazy and a.same(key, b):
-                continue
+        both = a.differing(b) if isinstance(a, Lazy) and isinstance(b, Lazy) else a.keys() & b.keys()
+        for key in both:
             oa, ob = a[key], b[key]
             if oa["attrs"] == ob["attrs"]:
                 continue
@@ -460,7 +458,7 @@ def candidates(source: dict, target: dict) -> dict:
         a, b = source["objects"][kind], target["objects"][kind]
         keys = set(a.keys() ^ b.keys())
         if isinstance(a, Lazy) and isinstance(b, Lazy):
-            keys.update(k for k in a.keys() & b.keys() if not a.same(k, b))
+            keys.update(a.differing(b))
         else:
             keys.update(k for k in a.keys() & b.keys() if a[k]["attrs"] != b[k]["attrs"])
         out[kind] = keys

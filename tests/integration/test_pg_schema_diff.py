@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.dualboot.db.plugins.module_utils import pg_diff
+
 USERS = "CREATE TABLE users (user_id serial PRIMARY KEY, user_name varchar(255), creation_date timestamp);"
 R1 = "ALTER TABLE users RENAME COLUMN user_name TO full_name; ALTER TABLE users ALTER COLUMN full_name TYPE text;"
 R2 = """CREATE TABLE user_profiles (profile_id serial PRIMARY KEY, user_id integer REFERENCES users(user_id), profile_data jsonb);
@@ -91,30 +93,29 @@ def test_identical_copy_with_expect_empty_and_ignore(pg, pair, run_module):
     assert not r.failed and r["counts"]["ignored"] == 1
 
 
-def test_schemas_filter_and_dualboot_schema_left_out(pg, pair, run_module):
+def test_schemas_filter_and_dualboot_schema_left_out(pair):
     a, b = pair
     b.execute("CREATE SCHEMA dualboot; CREATE TABLE dualboot.migrations (id int); CREATE SCHEMA other; CREATE TABLE other.t (id int)")
-    r = run_module("postgresql_schema_diff", args(pg, a, b, schemas=["public"]))
-    assert r["identical"], r["summary"]
-    r = run_module("postgresql_schema_diff", args(pg, a, b))
+    assert pg_diff.compare_schemas(a.conn, b.conn, schemas=["public"])["identical"]
+    r = pg_diff.compare_schemas(a.conn, b.conn)
     assert {c["schema"] for c in r["changes"]} == {"other"}
 
 
-def test_column_order_is_optional(pg, pair, run_module):
+def test_column_order_is_optional(pair):
     a, b = pair
     for db, cols in ((a, "x int, y int"), (b, "y int, x int")):
         db.execute(f"CREATE TABLE ordered ({cols})")
-    assert run_module("postgresql_schema_diff", args(pg, a, b))["identical"]
-    r = run_module("postgresql_schema_diff", args(pg, a, b, check_column_order=True))
+    assert pg_diff.compare_schemas(a.conn, b.conn)["identical"]
+    r = pg_diff.compare_schemas(a.conn, b.conn, check_column_order=True)
     assert {(c["name"], c["attribute"]) for c in r["changes"]} == {("ordered.x", "position"), ("ordered.y", "position")}
 
 
-def test_owners_and_grants_only_on_request(pg, pair, run_module):
+def test_owners_and_grants_only_on_request(pair):
     a, b = pair
     b.execute("DO $$ BEGIN CREATE ROLE diff_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
     b.execute("GRANT SELECT ON users TO diff_reader")
-    assert run_module("postgresql_schema_diff", args(pg, a, b))["identical"]
-    r = run_module("postgresql_schema_diff", args(pg, a, b, include_owners_and_grants=True))
+    assert pg_diff.compare_schemas(a.conn, b.conn)["identical"]
+    r = pg_diff.compare_schemas(a.conn, b.conn, include_owners_and_grants=True)
     assert [(c["name"], c["attribute"]) for c in r["changes"]] == [("users", "grants")]
 
 
