@@ -68,7 +68,7 @@ options:
     type: int
     default: 2
   batch_bytes:
-    description: Largest insert batch in bytes (at most 10000 documents a batch).
+    description: Largest insert batch in bytes (at most 1000 documents a batch, as mongorestore).
     type: int
     default: 4194304
   replace:

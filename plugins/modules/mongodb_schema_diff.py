@@ -102,8 +102,16 @@ shape_changes:
   returned: always
   type: list
   elements: dict
+identical:
+  description: Whether no change (exact or shape) is left after O(ignore).
+  returned: always
+  type: bool
+counts:
+  description: Number of C(added), C(removed), C(modified) changes (exact and shape together) and of C(ignored) ones.
+  returned: always
+  type: dict
 expectations:
-  description: C(met), C(unexpected) (records), C(missing) (matchers), when O(expect) is set.
+  description: C(met) and C(problems) (one line per unexpected change and per expected-but-missing one), when O(expect) is set.
   returned: when expect is set
   type: dict
 ignored:
