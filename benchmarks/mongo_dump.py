@@ -105,7 +105,7 @@ def client_side(dbdir: Path) -> dict:
     """Client work per document without a server, on the backup's own bytes: what each approach costs
     the client, i.e. its ceiling when the server is not the bottleneck (a real MongoDB)."""
     data = b"".join(p.read_bytes() for p in sorted(dbdir.glob("*.bson")))
-    n = sum(1 for _ in md.split_documents(data))
+    n = sum(1 for _doc in md.split_documents(data))
     t = time.process_time()
     for doc in bson.decode_all(data):
         bson.encode(doc)

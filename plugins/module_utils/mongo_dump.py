@@ -322,10 +322,10 @@ def _hosts_of(uri: str, host: str | None, port: int | None) -> set:
         hosts = set()
         for item in netloc.split(","):
             if item.startswith("["):
-                h, _, rest = item[1:].partition("]")
+                h, _sep, rest = item[1:].partition("]")
                 p = rest.lstrip(":")
             else:
-                h, _, p = item.partition(":")
+                h, _sep, p = item.partition(":")
             hosts.add(norm(h, int(p) if p.isdigit() else None) if parts.scheme == "mongodb" else f"srv:{h.lower()}")
         return hosts
     return {norm(host or "localhost", port)}
@@ -835,7 +835,7 @@ def verify_dump(dump: Dump) -> dict:
             docs += int(entry.get("documents", 0))
         elif c.data_path:
             with BsonReader(c.data_path) as r:
-                for _ in r:
+                for _doc in r:
                     pass
                 docs += r.count
             checked += 1
@@ -982,7 +982,7 @@ def _insert_collection(db: Any, c: DumpCollection, req: RestoreRequest) -> dict:
         def flush(batch: list) -> None:
             nonlocal acknowledged
             if len(inflight) >= 2 * req.insertion_workers:
-                done, _ = concurrent.futures.wait(inflight, return_when=concurrent.futures.FIRST_COMPLETED)
+                done, _pending = concurrent.futures.wait(inflight, return_when=concurrent.futures.FIRST_COMPLETED)
                 for d in done:
                     inflight.discard(d)
                     acknowledged += d.result().inserted_count

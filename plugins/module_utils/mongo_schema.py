@@ -128,7 +128,7 @@ def shape_of(docs: list) -> dict:
         for path, t in seen:
             types.setdefault(path, {}).setdefault(t, 0)
             types[path][t] += 1
-        for path in {p for p, _ in seen}:
+        for path in {p for p, _t in seen}:
             present[path] = present.get(path, 0) + 1
     n = len(docs) or 1
     return {

@@ -24,7 +24,7 @@ description:
     leaves a half backup at O(path). Directories are created 0700, files 0600.
   - Each collection is read by its own cursor; the backup is not a point-in-time snapshot across collections.
     Freeze the source first (see the cutover role) when that matters.
-author: dualboot.db contributors
+author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.mongodb
   - ansible.builtin.action_common_attributes

@@ -26,7 +26,7 @@ description:
   - MongoDB has no transactional DDL; a migration that fails part way may be partly applied. Migrations are
     meant for the staged entry, which is restaged from the backup after a failure. With O(boot_record) the
     module refuses to migrate the default entry unless O(force=true).
-author: dualboot.db contributors
+author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.mongodb
   - ansible.builtin.action_common_attributes

@@ -27,7 +27,7 @@ description:
     failure what was written is dropped again. RV(method) and RV(how) say which way was taken.
   - Refuses a target that already holds collections unless O(replace=true), and refuses the default entry of
     O(boot_record) unless O(force=true).
-author: dualboot.db contributors
+author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.mongodb
   - ansible.builtin.action_common_attributes

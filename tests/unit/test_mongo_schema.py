@@ -63,13 +63,13 @@ def test_r4_shape_change_is_reported_apart_from_exact_changes():
 
 
 def test_presence_and_type_changes_but_not_frequency_jitter():
-    a = ms.shape_of([{"x": 1, "y": "s"} for _ in range(8)] + [{"x": 2} for _ in range(2)])
-    b = ms.shape_of([{"x": 1, "y": "s"} for _ in range(5)] + [{"x": "2"} for _ in range(5)])
-    _, shape = ms.diff_snapshots(_snap({"c": _coll(a)}), _snap({"c": _coll(b)}), "db")
+    a = ms.shape_of([{"x": 1, "y": "s"} for _i in range(8)] + [{"x": 2} for _i in range(2)])
+    b = ms.shape_of([{"x": 1, "y": "s"} for _i in range(5)] + [{"x": "2"} for _i in range(5)])
+    _changes, shape = ms.diff_snapshots(_snap({"c": _coll(a)}), _snap({"c": _coll(b)}), "db")
     assert [(r["name"], r["attribute"]) for r in shape] == [("c.x", "types")]
-    c = ms.shape_of([{"x": 1} for _ in range(10)])
-    d = ms.shape_of([{"x": 1} for _ in range(9)] + [{}])
-    _, shape = ms.diff_snapshots(_snap({"c": _coll(c)}), _snap({"c": _coll(d)}), "db")
+    c = ms.shape_of([{"x": 1} for _i in range(10)])
+    d = ms.shape_of([{"x": 1} for _i in range(9)] + [{}])
+    _changes, shape = ms.diff_snapshots(_snap({"c": _coll(c)}), _snap({"c": _coll(d)}), "db")
     assert [(r["name"], r["attribute"], r["before"]["presence"], r["after"]["presence"]) for r in shape] == [
         ("c.x", "presence", "all", "some")
     ]
@@ -82,7 +82,7 @@ def test_index_identity_is_the_ordered_key_and_defaults_are_normalised():
     assert ms.normalize_index({"key": {"b": -1, "a": 1}})[0] == "b_-1_a_1"
     s = _snap({"c": _coll(indexes={"_id_1": {}, "a_1_b_-1": {}})})
     t = _snap({"c": _coll(indexes={"_id_1": {}, "b_-1_a_1": {}, "email_1": {"unique": True}})})
-    changes, _ = ms.diff_snapshots(s, t, "db")
+    changes, _shape = ms.diff_snapshots(s, t, "db")
     got = [(r["name"], r["change"], r["hazards"]) for r in changes]
     assert ("c.a_1_b_-1", "removed", []) in got
     assert ("c.b_-1_a_1", "added", ["builds_index"]) in got
@@ -98,7 +98,7 @@ def test_options_validators_and_collections():
             "v": _coll(options={"capped": True, "size": 8192}),
         }
     )
-    changes, _ = ms.diff_snapshots(s, t, "db")
+    changes, _shape = ms.diff_snapshots(s, t, "db")
     got = {(r["kind"], r["name"], r["change"], r["attribute"]) for r in changes}
     assert got == {
         ("validator", "a", "added", "validator"),
