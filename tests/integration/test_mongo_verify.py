@@ -162,3 +162,34 @@ def test_bad_input_for_diff_and_compare(mongo, mongo_db):
         checks=[{"name": "same", "source": {"collection": "users"}, "target": {"collection": "users"}}],
     )
     assert r["equal"] and r["checks"][0]["source_count"] == 5
+
+
+def test_validators_ttl_partial_indexes_and_views_on_mongodb(mongo, mongo_db, staged, tmp_path):
+    if mongo.is_ferretdb:
+        pytest.skip("FerretDB 1.24 has no validators, TTL/partial indexes or views; run with DUALBOOT_TEST_MONGO_URI=<a MongoDB>")
+    from ansible_collections.dualboot.db.plugins.module_utils import mongo_dump as md
+
+    seed_live(mongo_db, 20)
+    mongo_db.create_collection(
+        "sessions", validator={"$jsonSchema": {"bsonType": "object", "required": ["at"]}}, validationLevel="moderate"
+    )
+    mongo_db.sessions.insert_many([{"_id": i, "at": i, "n": i} for i in range(10)])
+    mongo_db.sessions.create_index("at", expireAfterSeconds=3600)
+    mongo_db.sessions.create_index("n", partialFilterExpression={"n": {"$gt": 5}})
+    mongo_db.command("create", "frequent", viewOn="users", pipeline=[{"$match": {"_id": {"$gt": 10}}}])
+    conn = MongoConnection(uri=mongo.uri)
+    b = md.backup(conn, md.BackupRequest(database=mongo_db.name, path=str(tmp_path / "bk")))
+    view = next(c for c in b["collections"] if c["name"] == "frequent")
+    assert view["type"] == "view" and "data_file" not in view
+    r = md.restore(conn, md.RestoreRequest(path=str(tmp_path / "bk"), database=staged.name))
+    assert r["method"] == "staging-rename" and r["unsupported"] == [] and r["views"] == ["frequent"]
+    assert ms.schema_diff(conn, conn, mongo_db.name, staged.name, expect=[])["identical"]
+    staged.command("collMod", "sessions", validationLevel="strict", validator={"$jsonSchema": {"required": ["at", "n"]}})
+    staged.sessions.drop_index("n_1")
+    r = ms.schema_diff(conn, conn, mongo_db.name, staged.name)
+    got = {(c["kind"], c["name"], c["change"], c["attribute"]) for c in r["changes"]}
+    assert got == {
+        ("validator", "sessions", "modified", "validator"),
+        ("validator", "sessions", "removed", "validationLevel"),
+        ("index", "sessions.n_1", "removed", None),
+    }
