@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Staging a pgbench-style PostgreSQL database (>= 1 GB, secondary indexes), in one run:
 
 (a) dualboot.db: postgresql_clone auto across two clusters (and the other clone methods), and
@@ -180,11 +179,11 @@ def main() -> int:
             for ext, label in ((".sql", "plain"), (".pgc", "custom")):
                 target_file = str(work / f"community{ext}")
                 cp = {"login_host": src.host, "login_port": src.port, "login_user": src.user, "login_password": src.password}
-                s1, _ = task("community.postgresql.postgresql_db", {**cp, "name": "bench", "state": "dump", "target": target_file})
+                s1, _r = task("community.postgresql.postgresql_db", {**cp, "name": "bench", "state": "dump", "target": target_file})
                 cd = {"login_host": dst.host, "login_port": dst.port, "login_user": dst.user, "login_password": dst.password}
                 name = f"stage_comm_{label}"
-                s2, _ = task("community.postgresql.postgresql_db", {**cd, "name": name, "state": "present"})
-                s3, _ = task("community.postgresql.postgresql_db", {**cd, "name": name, "state": "restore", "target": target_file})
+                s2, _r = task("community.postgresql.postgresql_db", {**cd, "name": name, "state": "present"})
+                s3, _r = task("community.postgresql.postgresql_db", {**cd, "name": name, "state": "restore", "target": target_file})
                 s2 += s3
                 check_copy(dst, f"stage_comm_{label}", facts["accounts"])
                 size = os.path.getsize(target_file)

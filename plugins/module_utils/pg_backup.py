@@ -359,7 +359,7 @@ def setting_statements(database: str, settings: list[str]) -> list:
     """ALTER DATABASE ... SET statements that reproduce ``settings`` (``name=value`` strings)."""
     out = []
     for item in settings:
-        name, _, value = item.partition("=")
+        name, _sep, value = item.partition("=")
         target = sql.SQL(".").join(sql.Identifier(p) for p in name.split("."))
         values = split_guc_list(value) if name.lower() in LIST_QUOTE_GUCS else [value]
         out.append(

@@ -20,7 +20,7 @@ description:
     one. Files are created C(0600), directories C(0700).
   - pg_dump's exit code and its error output are both checked (pg_dump has exited 0 after errors).
   - The password goes to pg_dump through the environment, never on its command line.
-author: dualboot.db contributors
+author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.postgresql
   - ansible.builtin.action_common_attributes
@@ -73,7 +73,7 @@ notes:
     database-level settings (C(ALTER DATABASE ... SET)), encoding, locale and owner are recorded in the manifest and
     re-applied by M(dualboot.db.postgresql_restore).
   - While pg_dump runs, the snapshot transaction counts the rows of every table (the exact part of the drift marker);
-    this reads the database once more and shows in RV(timings.row_count_s).
+    this reads the database once more and shows in C(row_count_s) in RV(timings).
 seealso:
   - module: dualboot.db.postgresql_restore
   - module: dualboot.db.postgresql_drift

@@ -22,13 +22,13 @@ description:
     large objects in one C(pg_dump --data-only | pg_restore)), then indexes, constraints and triggers with
     C(pg_restore --section=post-data --jobs). No intermediate data file; all reads share one exported snapshot.
   - C(physical) - C(pg_basebackup) of the whole source cluster into O(target_data_dir), started as a cluster of its own
-    on the target's O(target.login_port) by O(os_user). The copy replays the backup's WAL and comes up as a primary
+    on the target's C(target.login_port) by O(os_user). The copy replays the backup's WAL and comes up as a primary
     (promoted) that shares nothing with the source; archiving and logical replication workers are switched off in it.
   - C(auto) picks C(template) on the same server when no other session uses the source, otherwise the method
-    RV(method_reason) names - C(dump_restore), measured fastest across servers (see the collection's benchmarks).
+    RV(method_reason) names - C(stream), measured fastest across servers (see the collection's benchmarks).
   - Every method but C(physical) builds the target as C(<target>__dualboot_tmp_<random>) and renames it into place
     at the end, so a failed clone never leaves a half database under the target's name.
-author: dualboot.db contributors
+author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.postgresql
   - dualboot.db.postgresql.endpoints
@@ -43,6 +43,94 @@ attributes:
   platform:
     platforms: posix
 options:
+  source:
+    suboptions:
+      login_host:
+        description: Host of the source server; empty means the local Unix socket.
+        type: str
+        aliases: [host, login_hostname]
+      login_port:
+        description: Port of the source server.
+        type: int
+        aliases: [port]
+      login_user:
+        description: Role to connect to the source as.
+        type: str
+        aliases: [login, user]
+      login_password:
+        description: Password of the source role (never returned).
+        type: str
+      login_unix_socket:
+        description: Unix socket directory of the source server.
+        type: str
+      login_db:
+        description: Database of the source.
+        type: str
+        aliases: [db, database]
+      ssl_mode:
+        description: libpq C(sslmode) for the source.
+        type: str
+        choices: [allow, disable, prefer, require, verify-ca, verify-full]
+      ca_cert:
+        description: Certificate authorities of the source server certificate.
+        type: path
+        aliases: [ssl_rootcert]
+      ssl_cert:
+        description: Client certificate for the source.
+        type: path
+      ssl_key:
+        description: Private key of the client certificate for the source.
+        type: path
+      connect_timeout:
+        description: Seconds to wait for the source connection.
+        type: int
+      connect_params:
+        description: Further libpq connection parameters for the source.
+        type: dict
+  target:
+    suboptions:
+      login_host:
+        description: Host of the target server; empty means the local Unix socket.
+        type: str
+        aliases: [host, login_hostname]
+      login_port:
+        description: Port of the target server.
+        type: int
+        aliases: [port]
+      login_user:
+        description: Role to connect to the target as.
+        type: str
+        aliases: [login, user]
+      login_password:
+        description: Password of the target role (never returned).
+        type: str
+      login_unix_socket:
+        description: Unix socket directory of the target server.
+        type: str
+      login_db:
+        description: Database of the target.
+        type: str
+        aliases: [db, database]
+      ssl_mode:
+        description: libpq C(sslmode) for the target.
+        type: str
+        choices: [allow, disable, prefer, require, verify-ca, verify-full]
+      ca_cert:
+        description: Certificate authorities of the target server certificate.
+        type: path
+        aliases: [ssl_rootcert]
+      ssl_cert:
+        description: Client certificate for the target.
+        type: path
+      ssl_key:
+        description: Private key of the client certificate for the target.
+        type: path
+      connect_timeout:
+        description: Seconds to wait for the target connection.
+        type: int
+      connect_params:
+        description: Further libpq connection parameters for the target.
+        type: dict
   method:
     description: How to copy; see the description. C(auto) chooses and says why in RV(method_reason).
     type: str
@@ -102,11 +190,11 @@ options:
   target_settings:
     description:
       - Settings written to the new cluster's C(postgresql.auto.conf) (C(physical) only), for example C(shared_buffers).
-        C(port) is always the target's O(target.login_port).
+        C(port) is always the target's C(target.login_port).
     type: dict
     default: {}
 notes:
-  - O(source.login_db) (or O(login_db)) is the database to copy; O(target.login_db) the staged entry's database. For
+  - C(source.login_db) (or O(login_db)) is the database to copy; C(target.login_db) the staged entry's database. For
     C(physical) the whole cluster is copied and the target database has the source's name.
   - C(physical) needs a source whose configuration files live in its data directory, a replication connection
     (C(REPLICATION) role, C(pg_hba.conf) entry) and runs on the host of the new cluster.

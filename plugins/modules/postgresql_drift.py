@@ -20,7 +20,7 @@ description:
     only ever prove writes - PostgreSQL 15 publishes a session's counters when the session goes idle - and after a
     statistics reset they are not used at all.
   - Read only; runs in one C(REPEATABLE READ READ ONLY) transaction.
-author: dualboot.db contributors
+author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.postgresql
   - ansible.builtin.action_common_attributes

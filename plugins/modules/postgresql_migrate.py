@@ -16,7 +16,7 @@ description:
     (C(2) equals C(2.0)). A duplicate version fails before anything runs, as does a pending version lower than an
     applied one.
   - Each migration runs in a transaction of its own, statement by statement, together with its history row.
-  - "A migration marked non-transactional (O(migrations[].transactional=false), or the line
+  - "A migration marked non-transactional (C(transactional: false) in O(migrations), or the line
     C(-- dualboot: transactional=false) in its SQL) runs statement by statement in autocommit, for statements such
     as C(CREATE INDEX CONCURRENTLY)."
   - Statements are split like psql splits them (quotes, C(E'') strings, dollar quotes, comments, parentheses,
@@ -24,7 +24,7 @@ description:
     server's error; the migrations before it stay applied and recorded.
   - An applied migration whose text changed since fails the task, naming the version, the script and both checksums.
   - A second run with nothing pending reports C(changed=false). An advisory lock keeps two runs on one database apart.
-author: dualboot.db contributors
+author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.postgresql
   - ansible.builtin.action_common_attributes

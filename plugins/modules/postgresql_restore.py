@@ -19,7 +19,7 @@ description:
     one is in place.
   - Refuses to overwrite the database the backup was made from (same system identifier and database name, which also
     matches a physical copy of that server) and the default entry of O(boot_record), unless O(force=true).
-author: dualboot.db contributors
+author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.postgresql
   - ansible.builtin.action_common_attributes
