@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from ansible_collections.dualboot.db.plugins.module_utils.errors import IntegrityError, InvalidInput
-from ansible_collections.dualboot.db.plugins.module_utils.mongo_dump import ContentHash, validate_database_name
+from ansible_collections.dualboot.db.plugins.module_utils.mongo_dump import ContentHash, translate_mongo_errors, validate_database_name
 from ansible_collections.dualboot.db.plugins.module_utils.mongo_migrate import ejson
 from ansible_collections.dualboot.db.plugins.module_utils.mongo_schema import INTERNAL_COLLECTIONS
 from ansible_collections.dualboot.db.plugins.module_utils.mongodb import MongoConnection, connect
@@ -223,6 +223,7 @@ def _collection_plan(requested: list | None, src: dict, tgt: dict) -> list:
     return plan
 
 
+@translate_mongo_errors
 def compare(
     source: MongoConnection,
     target: MongoConnection,

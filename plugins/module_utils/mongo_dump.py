@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import datetime
+import functools
 import gzip as gzip_lib
 import hashlib
 import io
@@ -431,6 +432,24 @@ def mongo_error_text(exc: Exception) -> str:
     return str(exc).split(", full error:", maxsplit=1)[0]
 
 
+def translate_mongo_errors(func: Callable) -> Callable:
+    """Turn a driver error that escaped the library's own handling into one clear :class:`OperationFailed`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except mongo_errors.PyMongoError as exc:
+            hint = None
+            if getattr(exc, "code", None) == 13:
+                hint = "the user lacks a privilege this task needs; grant it a role such as backup, restore or readWrite."
+            elif isinstance(exc, (mongo_errors.AutoReconnect, mongo_errors.NetworkTimeout)):
+                hint = "the connection to the server was lost during the task; check the server and run again."
+            raise OperationFailed(f"MongoDB reported an error: {mongo_error_text(exc)}", hint=hint) from None
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------------------------
 # Backup
 # --------------------------------------------------------------------------------------------
@@ -522,6 +541,7 @@ def _dump_collection(db: Any, info: dict, dbdir: str, gz: bool, database: str) -
     return entry
 
 
+@translate_mongo_errors
 def backup(conn: MongoConnection, req: BackupRequest, check_mode: bool = False) -> dict:
     """Dump ``req.database`` to ``req.path`` (mongodump layout + manifest). Built beside the target and moved in at the end."""
     validate_database_name(req.database)
@@ -1040,7 +1060,7 @@ def _cross_db_rename_supported(client: Any, staging: str) -> bool:
         client.admin.command("renameCollection", f"{staging}.dualboot_probe", to=f"{probe}.dualboot_probe")
         return True
     except mongo_errors.OperationFailure as exc:
-        if exc.code in NOT_SUPPORTED_CODES or exc.code == 20:
+        if exc.code in NOT_SUPPORTED_CODES or exc.code in (13, 20):  # not supported, not allowed, or sharded
             return False
         raise
     finally:
@@ -1063,6 +1083,7 @@ def _wrap_restore_error(c: Any, exc: Exception) -> Exception:
     return OperationFailed(f"restoring collection {name!r} failed: {mongo_error_text(exc)}")
 
 
+@translate_mongo_errors
 def restore(conn: MongoConnection, req: RestoreRequest, check_mode: bool = False) -> dict:
     """Restore a backup into ``req.database`` (see module docstring); returns the task result."""
     validate_database_name(req.database)

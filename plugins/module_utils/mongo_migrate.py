@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ansible_collections.dualboot.db.plugins.module_utils.errors import IntegrityError, InvalidInput, OperationFailed
-from ansible_collections.dualboot.db.plugins.module_utils.mongo_dump import mongo_error_text, refuse_default_entry, validate_database_name
+from ansible_collections.dualboot.db.plugins.module_utils.mongo_dump import (
+    mongo_error_text,
+    refuse_default_entry,
+    translate_mongo_errors,
+    validate_database_name,
+)
 from ansible_collections.dualboot.db.plugins.module_utils.mongodb import MongoConnection, connect
 
 try:
@@ -285,6 +290,7 @@ def _changelog(db: Any) -> dict:
     return {d["_id"]: d for d in db.get_collection(CHANGELOG).find({})}
 
 
+@translate_mongo_errors
 def migrate(
     conn: MongoConnection,
     database: str,

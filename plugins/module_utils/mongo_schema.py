@@ -31,6 +31,7 @@ from ansible_collections.dualboot.db.plugins.module_utils.mongo_dump import (
     NOT_SUPPORTED_CODES,
     normalize_value,
     server_info,
+    translate_mongo_errors,
     validate_database_name,
 )
 from ansible_collections.dualboot.db.plugins.module_utils.mongodb import MongoConnection, connect
@@ -313,6 +314,7 @@ def describe(record: dict) -> str:
     return f"{record['kind']} {record['name']}{attr} {record['change']}"
 
 
+@translate_mongo_errors
 def schema_diff(
     source: MongoConnection,
     target: MongoConnection,
