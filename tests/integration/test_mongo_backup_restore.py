@@ -325,3 +325,20 @@ def test_failed_restore_leaves_no_half_database(mongo, target_db, tmp_path):
         md.restore(conn, md.RestoreRequest(path=str(tmp_path / "dump"), database=target_db.name))
     assert "cleanup" in exc.value.details
     _assert_untouched(mongo, target_db.name)
+
+
+def test_collection_filters_and_a_large_document(mongo, mongo_db, target_db, tmp_path):
+    big = {"_id": "big", "blob": Binary(os.urandom(3 * 1024 * 1024), 0), "text": "x" * 500_000}
+    mongo_db.files.insert_one(big)
+    mongo_db.users.insert_many([{"_id": i} for i in range(10)])
+    mongo_db.logs.insert_one({"_id": 1})
+    conn = MongoConnection(uri=mongo.uri)
+    with pytest.raises(md.InvalidInput, match="collection.s. nope not found"):
+        md.backup(conn, md.BackupRequest(database=mongo_db.name, path=str(tmp_path / "x"), collections=["files", "nope"]))
+    b = md.backup(conn, md.BackupRequest(database=mongo_db.name, path=str(tmp_path / "bk"), exclude_collections=["logs"]))
+    assert sorted(c["name"] for c in b["collections"]) == ["files", "users"]
+    r = md.restore(conn, md.RestoreRequest(path=str(tmp_path / "bk"), database=target_db.name, collections=["files"], batch_bytes=1024))
+    assert [c["name"] for c in r["collections"]] == ["files"] and r["bson_bytes"] > 3_500_000
+    assert raw_docs(target_db, "files") == raw_docs(mongo_db, "files") and target_db.list_collection_names() == ["files"]
+    with pytest.raises(md.InvalidInput, match="are not in the backup"):
+        md.restore(conn, md.RestoreRequest(path=str(tmp_path / "bk"), database=target_db.name, collections=["logs"]))
