@@ -205,7 +205,7 @@ def _join_check(check: dict, dbs: dict, result: dict) -> dict:
 
 
 def _collection_plan(requested: list | None, src: dict, tgt: dict) -> list:
-    if not requested:
+    if requested is None:
         names = sorted(n for n in set(src) | set(tgt) if src.get(n) != "view" and tgt.get(n) != "view")
         return [{"name": n, "content": True} for n in names]
     plan = []

@@ -49,6 +49,7 @@ def test_collection_plan():
         {"name": "a", "content": True},
         {"name": "u", "content": False},
     ]
+    assert mc._collection_plan([], {"a": "collection"}, {"a": "collection"}) == []  # checks only
     with pytest.raises(InvalidInput, match="unknown key"):
         mc._collection_plan([{"name": "u", "hash": False}], {}, {})
 
