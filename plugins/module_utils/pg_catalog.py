@@ -406,14 +406,17 @@ class Lazy:
         self.rows: dict = {}
         self.built: dict = {}
         self.build = build
+        self._differing: tuple | None = None
 
     def same(self, key: Any, other: Lazy) -> bool:
         return self.rows[key][0] == other.rows[key][0]
 
     def differing(self, other: Lazy) -> list:
-        """Keys on both sides whose compared values differ (one pass, no objects built)."""
-        mine, theirs = self.rows, other.rows
-        return [k for k in mine.keys() & theirs.keys() if mine[k][0] != theirs[k][0]]
+        """Keys on both sides whose compared values differ (one pass, no objects built, remembered)."""
+        if self._differing is None or self._differing[0] is not other:
+            mine, theirs = self.rows, other.rows
+            self._differing = (other, [k for k in mine.keys() & theirs.keys() if mine[k][0] != theirs[k][0]])
+        return self._differing[1]
 
     def __getitem__(self, key: Any) -> dict:
         obj = self.built.get(key)
