@@ -155,15 +155,14 @@ def test_wrong_password_unreachable_host_missing_database(pg, live, workdir, run
     assert os.listdir(workdir) == [] and fingerprint(live) == before
 
 
-def test_restore_over_the_backups_own_source_is_refused(pg, live, workdir, run_module):
-    before = fingerprint(live)
+def test_restore_over_the_backups_own_source_is_refused(pg, live, workdir):
     dest = str(workdir / "b")
     pg_backup.backup(live.conn, dest)
     live.execute("INSERT INTO users (user_name) VALUES ('written after the backup')")
     before = fingerprint(live)
-    r = run_module("postgresql_restore", {**live.params, "src": dest, "if_exists": "replace"})
-    assert r.failed and r["error"] == "SafetyRefusal"
-    assert f"it is the database the data comes from (server {pg_backup_sysid(live)}, database '{live.name}')" in r.msg
+    with pytest.raises(SafetyRefusal) as exc:
+        pg_backup.restore(live.conn, dest, if_exists="replace")
+    assert f"it is the database the data comes from (server {pg_backup_sysid(live)}, database '{live.name}')" in str(exc.value)
     assert fingerprint(live) == before and temp_leftovers(pg) == []
 
 
@@ -227,17 +226,17 @@ def test_damaged_backup_is_refused_before_touching_the_server(pg, live, workdir,
     assert staged_name not in databases(pg) and temp_leftovers(pg) == []
 
 
-def test_backup_from_a_newer_major_version_is_refused(pg, live, workdir, staged_name, run_module):
+def test_backup_from_a_newer_major_version_is_refused(pg, live, workdir, staged_name):
     dest = workdir / "b"
     pg_backup.backup(live.conn, str(dest))
     manifest = json.loads((dest / "manifest.json").read_text())
     manifest.update(server_version="17.2", server_version_num=170002)
     manifest["checksum"] = pg_backup.manifest_checksum(manifest)
     (dest / "manifest.json").write_text(json.dumps(manifest))
-    r = run_module("postgresql_restore", {**live.params, "login_db": staged_name, "src": str(dest)})
-    assert r.failed and r["error"] == "InvalidInput"
-    assert "was made from PostgreSQL 17.2 and cannot be restored into PostgreSQL 15" in r.msg
-    assert "restore into a PostgreSQL 17 or newer server" in r.msg
+    with pytest.raises(InvalidInput) as exc:
+        pg_backup.restore(live.conn.with_db(staged_name), str(dest))
+    assert "was made from PostgreSQL 17.2 and cannot be restored into PostgreSQL 15" in str(exc.value)
+    assert "restore into a PostgreSQL 17 or newer server" in exc.value.hint
     assert staged_name not in databases(pg)
 
 

@@ -57,8 +57,8 @@ def test_r1_rename_with_type_change_end_to_end(pg, live, staged, run_module):
     assert dict(staged.query("SELECT user_id, full_name FROM users")) == live_names and len(live_names) == 2000
     assert fingerprint(live) == before_live  # the default entry is untouched
 
-    again = run_module("postgresql_migrate", args)
-    assert not again.failed and not again.changed and again["already_applied"] == 1 and again["applied"] == []
+    again = pg_migrate.migrate(staged.conn, migrations=args["migrations"])
+    assert not again["changed"] and again["already_applied"] == 1 and again["applied"] == []
 
 
 def test_r2_and_r3_from_a_flyway_directory(live, staged):
@@ -111,11 +111,11 @@ def test_failing_migration_reports_file_statement_line_and_server_error(staged, 
     assert staged.scalar("SELECT to_regclass('never_created')") is None
 
 
-def test_duplicate_version_in_a_directory_fails_before_anything_runs(staged, run_module):
-    r = run_module("postgresql_migrate", {**staged.params, "migrations_dir": str(MIGRATIONS / "duplicate")})
-    assert r.failed and r["error"] == "InvalidInput"
-    assert "duplicate migration version(s): version 1 in V1_0__same_version.sql and V1__first.sql" in r.msg
-    assert "nothing was run" in r.msg
+def test_duplicate_version_in_a_directory_fails_before_anything_runs(staged):
+    with pytest.raises(InvalidInput) as exc:
+        pg_migrate.migrate(staged.conn, migrations_dir=str(MIGRATIONS / "duplicate"))
+    assert "duplicate migration version(s): version 1 in V1_0__same_version.sql and V1__first.sql" in str(exc.value)
+    assert "nothing was run" in exc.value.hint
     assert staged.scalar("SELECT to_regclass('first')") is None and history(staged) == []
 
 
