@@ -8,13 +8,15 @@ Method (documented in docs/postgresql-verification.md):
   the same output settings (DateStyle, TimeZone, extra_float_digits, ...), so equal values print
   the same text on both sides.
 - A row's fingerprint is ``hashtextextended(ROW(c1, c2, ...)::text, 0)`` over the columns both
-  sides have, in the source's column order. A key range's checksum is the count, the sum of the
-  fingerprints and the sum of the text lengths, computed by the server: only these numbers cross
-  the network, never row contents.
-- Tables with a primary key (or a unique index on NOT NULL columns) are streamed in key ranges of
-  ``chunk_rows`` rows: the source walks ``WHERE key > last ORDER BY key LIMIT n`` and the target
-  aggregates the same range, in parallel with the source's next range. Memory stays bounded by
-  one range's numbers. Tables without such a key are compared as one range.
+  sides have, in the source's column order. A key range's checksum is the count, the XOR (keyed
+  tables: rows are distinct) or sum (no key) of the fingerprints and the sum of the text lengths,
+  computed by the server: only these numbers cross the network, never row contents.
+- Tables with a primary key (or a unique index on NOT NULL columns) are compared in key ranges of
+  about ``chunk_rows`` rows. A single integer key is cut into fixed-width ranges that each side
+  aggregates in one sequential pass (both sides in parallel); other keys are walked with
+  ``WHERE key > last ORDER BY key LIMIT n`` on the source while the target aggregates the same
+  range, in parallel with the source's next range. Memory stays bounded by one range's numbers.
+  Tables without such a key are compared as one range.
 - Tables changed by the migration are excluded or compared through ``mappings`` (a query per
   side, compared as multisets of rows); ``assertions`` run SQL with an expected value or two
   queries that must agree.

@@ -189,8 +189,9 @@ options:
     type: bool
     default: true
 notes:
-  - Row checksums are sums of 64-bit C(hashtextextended) fingerprints of each row's text form, over the columns both sides
-    have. Values print the same on both sides because the module fixes DateStyle, IntervalStyle, TimeZone,
+  - Range checksums combine 64-bit C(hashtextextended) fingerprints of each row's text form (XOR for keyed tables, sum
+    otherwise) with the row count and text length, over the columns both sides have.
+  - Values print the same on both sides because the module fixes DateStyle, IntervalStyle, TimeZone,
     extra_float_digits and bytea_output for its sessions.
 seealso:
   - module: dualboot.db.postgresql_schema_diff
