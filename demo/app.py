@@ -52,7 +52,9 @@ def reload(*_args) -> None:
 
 
 def database_name(url: str) -> str:
-    return urlsplit(url).path.lstrip("/").split("?")[0]
+    """``db@host:port``: which database of which server answered (no credentials)."""
+    parts = urlsplit(url)
+    return f"{parts.path.lstrip('/').split('?')[0]}@{parts.hostname}:{parts.port}"
 
 
 def pg_call(url: str, action: str):
@@ -84,7 +86,7 @@ def mongo_call(url: str, action: str):
 
     client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
     try:
-        db = client[database_name(url) or "demo"]
+        db = client[urlsplit(url).path.lstrip("/").split("?")[0] or "demo"]
         if action == "health":
             db.command("ping")
             return {"ok": True}

@@ -1,0 +1,165 @@
+"""The lifecycle roles on real local clusters: two application "hosts" (inventory names on this
+machine, each with its own dotenv file and boot record), entries on two PostgreSQL clusters.
+
+Molecule runs the same lifecycle across containers; these tests cover the failure paths quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+
+import pytest
+import yaml
+from harness.ansible import run_playbook
+from harness.paths import ROOT
+
+DEMO = ROOT / "demo"
+TEMPLATE = "postgresql://{login_user}:{password!u}@{login_host}:{login_port}/{login_db}"
+
+
+@pytest.fixture
+def deployment(tmp_path, pg, pg2):
+    """A deployment 'shop' whose default entry blue (on pg) holds 300 users; green lives on pg2."""
+    blue = pg.create_database()
+    green_name = f"g_{blue.name}"
+    blue.execute(
+        "CREATE TABLE users (user_id serial PRIMARY KEY, user_name varchar(255), creation_date timestamp);"
+        "INSERT INTO users (user_name, creation_date) SELECT 'user ' || g, now() FROM generate_series(1, 300) g"
+    )
+    os.chmod(tmp_path, 0o700)
+    hosts = {}
+    for name in ("app1", "app2"):
+        env = tmp_path / f"{name}.env"
+        env.write_text(f"DATABASE_URL={blue.uri}\nOTHER=kept\n")
+        os.chmod(env, 0o600)
+        hosts[name] = env
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+                    "children": {
+                        "dualboot_db": {"hosts": {"db1": {}}},
+                        "dualboot_app": {
+                            "hosts": {
+                                name: {
+                                    "dualboot_switch_targets": [
+                                        {"format": "dotenv", "path": str(env), "key": "DATABASE_URL", "template": TEMPLATE}
+                                    ],
+                                    # The inventory names share one machine here: each keeps its own boot record.
+                                    "dualboot_record_path": str(tmp_path / "records" / f"{name}.json"),
+                                }
+                                for name, env in hosts.items()
+                            }
+                        },
+                    },
+                }
+            }
+        )
+    )
+    variables = {
+        "dualboot_name": "shop",
+        "dualboot_entries": {
+            "blue": {**pg.login_params(), "login_db": blue.name},
+            "green": {**pg2.login_params(), "login_db": green_name},
+        },
+        "dualboot_record_dir": str(tmp_path / "records"),
+        "dualboot_report_dir": str(tmp_path / "reports"),
+        "dualboot_work_dir": str(tmp_path / "work"),
+        "dualboot_demo_dir": str(DEMO),
+        **yaml.safe_load((DEMO / "changes" / "r1" / "dualboot.yml").read_text()),
+    }
+    yield {"inventory": inventory, "vars": variables, "hosts": hosts, "blue": blue, "green": pg2.db(green_name), "dir": tmp_path}
+    pg.drop_database(blue.name)
+    pg2.drop_database(green_name)
+
+
+def play(d: dict, name: str, **extra):
+    proc = run_playbook(f"dualboot.db.{name}", {**d["vars"], **extra}, inventory=str(d["inventory"]))
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def record(d: dict, host: str = "app1") -> dict:
+    return json.loads((d["dir"] / "records" / f"{host}.json").read_text())
+
+
+def test_failed_health_check_switches_every_touched_host_back(deployment):
+    d = deployment
+    for step in ("stage", "verify"):
+        rc, out = play(d, step)
+        assert rc == 0, out[-3000:]
+    # app2's health check can never pass: the cutover switches app1, then app2, then must undo both.
+    bad = {
+        "dualboot_health_checks": [{"name": "unreachable health endpoint", "url": "http://127.0.0.1:9/health", "retries": 1, "delay": 0}]
+    }
+    rc, out = play(d, "cutover", **bad)
+    assert rc != 0
+    assert "cutover FAILED and was undone" in out and "switched back: app1" in out, out[-4000:]
+    for env in d["hosts"].values():
+        assert env.read_text() == f"DATABASE_URL={d['blue'].uri}\nOTHER=kept\n"
+    for host in d["hosts"]:
+        r = record(d, host)
+        assert r["default"] == "blue" and r["lock"] is None and r["staged"] == "green"
+    assert d["blue"].scalar("SHOW default_transaction_read_only") == "off"
+    assert d["blue"].scalar("SELECT count(*) FROM users") == 300
+    assert d["vars"]["dualboot_entries"]["blue"]["login_password"] not in out
+
+
+def test_cutover_then_rollback_refuses_abandoning_writes(deployment):
+    d = deployment
+    for step in ("stage", "verify", "cutover"):
+        rc, out = play(d, step)
+        assert rc == 0, out[-3000:]
+    assert all("/" + d["green"].name in env.read_text() for env in d["hosts"].values())
+    assert d["blue"].scalar("SHOW default_transaction_read_only") == "on"
+    r = record(d)
+    assert (r["default"], r["fallback"]) == ("green", "blue")
+    assert stat.S_IMODE(os.stat(d["dir"] / "records" / "app1.json").st_mode) == 0o600
+
+    # The new default takes a write: rollback must refuse and name the table.
+    d["green"].execute("INSERT INTO users (full_name) VALUES ('written after the cutover')")
+    rc, out = play(d, "rollback")
+    assert rc != 0 and "Rollback refused" in out and "public.users" in out, out[-3000:]
+    assert record(d)["default"] == "green"
+
+    rc, out = play(d, "rollback", dualboot_rollback_discard_writes=True)
+    assert rc == 0, out[-3000:]
+    assert "abandons these writes" in out
+    assert all(env.read_text() == f"DATABASE_URL={d['blue'].uri}\nOTHER=kept\n" for env in d["hosts"].values())
+    assert d["blue"].scalar("SHOW default_transaction_read_only") == "off"
+    assert d["green"].scalar("SHOW default_transaction_read_only") == "on"
+    r = record(d, "app2")
+    assert [h["action"] for h in r["history"]] == ["cutover", "rollback"] and r["default"] == "blue"
+
+    # A second rollback changes nothing and says so.
+    rc, out = play(d, "rollback")
+    assert rc == 0 and "Nothing to roll back" in out
+
+
+def test_cutover_refuses_drift_with_policy_fail_and_restages_with_restage(deployment):
+    d = deployment
+    for step in ("stage", "verify"):
+        rc, out = play(d, step)
+        assert rc == 0, out[-3000:]
+    d["blue"].execute("INSERT INTO users (user_name) VALUES ('late write')")
+    rc, out = play(d, "cutover")
+    assert rc != 0 and "took writes after the staged copy" in out, out[-3000:]
+    assert record(d)["default"] == "blue" and record(d)["lock"] is None
+
+    rc, out = play(d, "cutover", dualboot_drift_policy="restage")
+    assert rc == 0, out[-4000:]
+    assert d["green"].scalar("SELECT count(*) FROM users WHERE full_name = 'late write'") == 1
+    assert record(d)["default"] == "green"
+
+
+def test_cutover_refuses_without_a_passing_verify(deployment):
+    d = deployment
+    rc, out = play(d, "stage")
+    assert rc == 0, out[-3000:]
+    rc, out = play(d, "cutover")
+    assert rc != 0 and "Cutover refused" in out and "not been verified" in out
+    assert record(d)["default"] == "blue"
