@@ -1022,7 +1022,14 @@ def restore(
     build.prepare(props)
     try:
         restore_s = restore_dump(
-            os.path.join(src, manifest["dump"]["path"]), fmt, build.tmp_conn(), jobs_used, no_owner, bin_dir, max(src_major, tgt_major)
+            os.path.join(src, manifest["dump"]["path"]),
+            fmt,
+            build.tmp_conn(),
+            jobs_used,
+            no_owner,
+            bin_dir,
+            # pg_restore must read what this pg_dump wrote; the target server's version does not matter to it.
+            max(src_major, int(manifest["dump"].get("pg_dump_version") or src_major)),
         )
         analyze_s = analyze(build.tmp_conn()) if run_analyze else None
         warnings += build.finish(props, no_owner)

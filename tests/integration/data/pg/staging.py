@@ -10,6 +10,7 @@ import tempfile
 from contextlib import contextmanager
 
 import psycopg
+import pytest
 
 USERS = """
 CREATE TABLE users (user_id serial PRIMARY KEY, user_name varchar(255), creation_date timestamp);
@@ -64,6 +65,8 @@ def temp_leftovers(server) -> list[str]:
 @contextmanager
 def tiny_filesystem(size: str, owner_uid: int | None = None):
     """A real small filesystem (tmpfs) to run out of space on; needs root."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill up needs root")
     path = tempfile.mkdtemp(prefix="dualboot-tiny-")
     opts = f"size={size},mode=0700" + (f",uid={owner_uid}" if owner_uid is not None else "")
     subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path], check=True)
