@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A tiny real application for the demo and the molecule scenarios.
 
 It reads its database URL from a dotenv file (``DATABASE_URL=...``), serves HTTP on a port, and
@@ -34,7 +33,7 @@ def read_dotenv(path: str) -> dict:
             line = line.strip()
             if not line or line.startswith("#") or "=" not in line:
                 continue
-            key, _, value = line.partition("=")
+            key, _sep, value = line.partition("=")
             key = key.strip().removeprefix("export ").strip()
             value = value.strip()
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """`make demo`: the dual-boot lifecycle on this machine, without containers.
 
 Starts two local PostgreSQL 15 clusters (boot entries blue and green of the deployment "shop") and a

@@ -8,8 +8,10 @@ cd "$ROOT" || exit 1
 pip_version=$("$VENV/bin/python" -c 'from ansible_test._internal.python_requirements import PIP_VERSION; print(PIP_VERSION)' 2>/dev/null || echo 24.2)
 mkdir -p "$HOME/.ansible/test/cache"
 install -m 0644 "$ROOT/scripts/ansible-test-get-pip.py" "$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
-dest=$LOCAL_CACHE/sanity/ansible_collections/dualboot/db
-rm -rf "$LOCAL_CACHE/sanity"
+# A private copy per run: two runs at once must not delete each other's tree.
+work=$(mktemp -d "$LOCAL_CACHE/sanity.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+dest=$work/ansible_collections/dualboot/db
 mkdir -p "$dest"
 # Tracked and new (not ignored) files only: what a build or a commit would contain.
 git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ "$dest/"
