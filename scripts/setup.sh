@@ -34,7 +34,7 @@ fi
 # --- Python venv with the pinned tools ------------------------------------------------------
 req_hash=$(hash_files "$ROOT/requirements.txt" "$ROOT/test-requirements.txt")
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements-hash" 2>/dev/null)" != "$req_hash" ]; then
-  say "creating venv $VENV"
+  say "installing the pinned tools into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q -r "$ROOT/test-requirements.txt"
