@@ -53,8 +53,7 @@ def test_freeze_blocks_new_and_open_sessions_and_thaw_undoes_exactly(db, run_mod
     assert not can_write(new)
     assert new.execute("SELECT count(*) FROM users").fetchone()[0] == 1  # reads keep working
 
-    again = run_module("postgresql_freeze", {**db.params, "state": "frozen"})
-    assert not again.failed and not again.changed
+    assert not pg_freeze.freeze(db.conn, wait_timeout=5, terminate=False, check_mode=False)["changed"]  # idempotent
 
     r = run_module("postgresql_freeze", {**db.params, "state": "thawed"})
     assert not r.failed and r.changed, r.msg
@@ -64,7 +63,7 @@ def test_freeze_blocks_new_and_open_sessions_and_thaw_undoes_exactly(db, run_mod
     assert can_write(after_thaw)
     assert db_setting(db) == [] and db.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'dualboot'") == 0
     assert db.scalar("SELECT count(*) FROM pg_trigger WHERE tgname = 'dualboot_freeze'") == 0
-    assert not run_module("postgresql_freeze", {**db.params, "state": "thawed"}).changed
+    assert not pg_freeze.thaw(db.conn, wait_timeout=5, terminate=False, check_mode=False)["changed"]
     for c in (before_freeze, new, after_thaw):
         c.close()
 

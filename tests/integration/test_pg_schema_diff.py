@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.dualboot.db.plugins.module_utils import pg_diff
+from ansible_collections.dualboot.db.plugins.module_utils.errors import InvalidInput
 
 USERS = "CREATE TABLE users (user_id serial PRIMARY KEY, user_name varchar(255), creation_date timestamp);"
 R1 = "ALTER TABLE users RENAME COLUMN user_name TO full_name; ALTER TABLE users ALTER COLUMN full_name TYPE text;"
@@ -84,13 +85,13 @@ def test_r2_full_expectation_with_globs(pg, pair, run_module):
 
 def test_identical_copy_with_expect_empty_and_ignore(pg, pair, run_module):
     a, b = pair
-    r = run_module("postgresql_schema_diff", args(pg, a, b, expect=[]))
-    assert not r.failed and r["identical"] and r["sql"] == []
+    r = pg_diff.compare_schemas(a.conn, b.conn, expect=[])
+    assert r["identical"] and r["sql"] == [] and r["expectations"]["met"]
     b.execute("COMMENT ON TABLE users IS 'people'")
     r = run_module("postgresql_schema_diff", args(pg, a, b, expect=[]))
     assert r.failed and "table public.users comment changed" in r.msg
-    r = run_module("postgresql_schema_diff", args(pg, a, b, expect=[], ignore=[{"attribute": "comment"}]))
-    assert not r.failed and r["counts"]["ignored"] == 1
+    r = pg_diff.compare_schemas(a.conn, b.conn, expect=[], ignore=[{"attribute": "comment"}])
+    assert r["identical"] and r["counts"]["ignored"] == 1
 
 
 def test_schemas_filter_and_dualboot_schema_left_out(pair):
@@ -126,5 +127,5 @@ def test_wrong_password_and_bad_matcher_fail_clearly(pg, pair, run_module):
     r = run_module("postgresql_schema_diff", bad)
     assert r.failed and r["error"] == "ConnectionFailed" and "password authentication failed" in r.msg
     assert "wrong-password" not in r.output
-    r = run_module("postgresql_schema_diff", args(pg, a, b, expect=[{"kind": "column", "nmae": "x"}]))
-    assert r.failed and r["error"] == "InvalidInput" and "nmae" in r.msg
+    with pytest.raises(InvalidInput, match="nmae"):
+        pg_diff.compare_schemas(a.conn, b.conn, expect=[{"kind": "column", "nmae": "x"}])
