@@ -177,11 +177,11 @@ def test_marker_of_another_database_is_refused(quiet, live, tmp_path):
 
 
 def test_template_clone_marker_then_drift_module(quiet, live, tmp_path, run_module):
-    """The marker a clone returns works through the module; measured on the copy, it still sees no false drift."""
+    """The marker a template clone returns works through the module and sees no false drift."""
     staged = f"{live.name}_staged"
     try:
         out = pg_clone.clone(live.conn, live.conn.with_db(staged), method="template")
-        assert out["marker"]["rows_measured"]["on"] == "copy"
+        assert out["marker"]["rows_measured"]["on"] == "snapshot"
         r = run_module("postgresql_drift", {**live.params, "marker": out["marker"], "exact": True}, check=True)
         assert not r.failed, r.msg
         assert r["drift"] is False and not r.changed and quiet.password not in r.output
