@@ -1,0 +1,208 @@
+"""The lifecycle roles with dualboot_stage_method: sync, on real local clusters.
+
+Blue (the default entry, 300 users) lives on ``pg``, green on ``pg2``. The application host ``app1``
+reaches the database through a real PgBouncer (its switch target is the PgBouncer alias ``shop``,
+held with PAUSE during the handover); ``app2`` keeps a dotenv file. A writer thread plays the
+application: one INSERT per transaction through PgBouncer, all through stage, verify, cutover and
+rollback; afterwards every acknowledged write must be on the default entry exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+import yaml
+from harness.ansible import run_playbook
+from harness.paths import ROOT
+from harness.pgbouncer import PgBouncer, install_role
+
+DEMO = ROOT / "demo"
+TEMPLATE = "postgresql://{login_user}:{password!u}@{login_host}:{login_port}/{login_db}"
+R1 = yaml.safe_load((DEMO / "changes" / "r1" / "dualboot.yml").read_text())
+
+
+@pytest.fixture
+def deployment(tmp_path, pg, pg2):
+    if pg.host == pg2.host and pg.port == pg2.port:
+        pytest.skip("needs two PostgreSQL servers; DUALBOOT_TEST_PG_URI gives one")
+    blue = pg.create_database()
+    green_name = f"g_{blue.name}"
+    blue.execute(
+        "CREATE TABLE users (user_id serial PRIMARY KEY, user_name varchar(255), creation_date timestamp);"
+        "INSERT INTO users (user_name, creation_date) SELECT 'user ' || g, now() FROM generate_series(1, 300) g;"
+        "CREATE TABLE events (id bigserial PRIMARY KEY, writer text NOT NULL, seq int NOT NULL, UNIQUE (writer, seq))"
+    )
+    password = "app-" + uuid.uuid4().hex[:8]
+    bouncer = PgBouncer({"shop": f"host={pg.host} port={pg.port} dbname={blue.name}"}, {"app": password})
+    install_role(pg, "app", bouncer.secrets["app"])
+    install_role(pg2, "app", bouncer.secrets["app"])
+    blue.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO app; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO app")
+    bouncer.start()
+    os.chmod(tmp_path, 0o700)
+    env = tmp_path / "app2.env"
+    env.write_text(f"DATABASE_URL={blue.uri}\n")
+    os.chmod(env, 0o600)
+    targets = {
+        "app1": [{"format": "pgbouncer", "path": str(bouncer.ini), "key": "shop", "pause": True, "pgbouncer_admin": bouncer.admin_params()}],
+        "app2": [{"format": "dotenv", "path": str(env), "key": "DATABASE_URL", "template": TEMPLATE}],
+    }
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+                    "children": {
+                        "dualboot_db": {"hosts": {"db1": {}}},
+                        "dualboot_app": {
+                            "hosts": {
+                                name: {"dualboot_switch_targets": targets[name], "dualboot_record_path": str(tmp_path / "records" / f"{name}.json")}
+                                for name in ("app1", "app2")
+                            }
+                        },
+                    },
+                }
+            }
+        )
+    )
+    variables = {
+        "dualboot_name": "shop",
+        "dualboot_entries": {
+            "blue": {**pg.login_params(), "login_db": blue.name},
+            "green": {**pg2.login_params(), "login_db": green_name},
+        },
+        "dualboot_record_dir": str(tmp_path / "records"),
+        "dualboot_report_dir": str(tmp_path / "reports"),
+        "dualboot_work_dir": str(tmp_path / "work"),
+        "dualboot_demo_dir": str(DEMO),
+        **yaml.safe_load((DEMO / "changes" / "r3" / "dualboot.yml").read_text()),
+    }
+    yield {
+        "inventory": inventory,
+        "vars": variables,
+        "bouncer": bouncer,
+        "blue": blue,
+        "green": pg2.db(green_name),
+        "dir": tmp_path,
+        "env": env,
+        "pg": pg,
+        "pg2": pg2,
+    }
+    bouncer.stop()
+    for server, name in ((pg, blue.name), (pg2, green_name)):
+        with psycopg.connect(server.uri(), autocommit=True) as c:
+            for (sub,) in c.execute("SELECT subname FROM pg_subscription").fetchall():
+                c.execute(f'ALTER SUBSCRIPTION "{sub}" DISABLE; ALTER SUBSCRIPTION "{sub}" SET (slot_name = NONE)')
+        server.drop_database(name)
+    for server in (pg, pg2):
+        with psycopg.connect(server.uri(), autocommit=True) as c:
+            for (slot,) in c.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'dualboot_shop_%'").fetchall():
+                c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def play(d: dict, name: str, **extra):
+    proc = run_playbook(f"dualboot.db.{name}", {**d["vars"], **extra}, inventory=str(d["inventory"]))
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def record(d: dict, host: str = "app1") -> dict:
+    return json.loads((d["dir"] / "records" / f"{host}.json").read_text())
+
+
+def slots(server) -> list[str]:
+    return [r[0] for r in server.db("postgres").query("SELECT slot_name FROM pg_replication_slots ORDER BY 1")]
+
+
+class Writer(threading.Thread):
+    """The application: one INSERT per transaction through PgBouncer, remembering every acknowledged one."""
+
+    def __init__(self, bouncer: PgBouncer, rate: float = 50) -> None:
+        super().__init__(daemon=True)
+        self.bouncer = bouncer
+        self.pause = 1.0 / rate
+        self.name_ = uuid.uuid4().hex[:8]
+        self.acked: list[int] = []
+        self.failed: list[str] = []
+        self.times: list[float] = []
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        conn = self.bouncer.connect("shop", "app")
+        seq = 0
+        while not self.stop_flag.is_set():
+            seq += 1
+            try:
+                conn.execute("INSERT INTO events (writer, seq) VALUES (%s, %s)", (self.name_, seq))
+                self.acked.append(seq)
+                self.times.append(time.monotonic())
+            except psycopg.Error as exc:
+                self.failed.append(f"{seq}: {type(exc).__name__}: {str(exc).strip()[:160]}")
+                if conn.closed:
+                    conn = self.bouncer.connect("shop", "app")
+            time.sleep(self.pause)
+        conn.close()
+
+    def finish(self) -> None:
+        self.stop_flag.set()
+        self.join(10)
+
+    def longest_gap(self) -> float:
+        return max((b - a for a, b in zip(self.times, self.times[1:])), default=0.0)
+
+
+def test_r1_is_refused_by_a_sync_stage_before_anything_changes(deployment):
+    d = deployment
+    rc, out = play(d, "stage", **{k: v for k, v in R1.items() if k != "dualboot_checks"})
+    assert rc != 0
+    assert "column public.users.user_name is dropped or renamed" in out, out[-4000:]
+    assert "dualboot_stage_method: copy" in out
+    assert slots(d["pg"]) == [] and d["green"].name not in d["pg2"].databases()
+    assert d["blue"].scalar("SELECT count(*) FROM pg_publication") == 0
+    assert d["vars"]["dualboot_entries"]["blue"]["login_password"] not in out
+
+
+def test_r3_through_sync_with_continuous_writes_and_lossless_rollback(deployment):
+    d = deployment
+    writer = Writer(d["bouncer"])
+    writer.start()
+    try:
+        rc, out = play(d, "stage")
+        assert rc == 0, out[-4000:]
+        assert slots(d["pg"]) == ["dualboot_shop_green"]
+        assert record(d)["evidence"]["green"]["stage"]["sync"]["slot"] == "dualboot_shop_green"
+        rc, out = play(d, "verify")
+        assert rc == 0, out[-4000:]
+        rc, out = play(d, "cutover")
+        assert rc == 0, out[-4000:]
+        assert "cutover DONE" in out
+        with d["bouncer"].connect("shop", "app") as c:
+            assert c.execute("SELECT current_database()").fetchone()[0] == d["green"].name
+        assert record(d)["default"] == "green" and f"/{d['green'].name}" in d["env"].read_text()
+        # The new application version uses the new column on the new default.
+        d["green"].execute("UPDATE users SET last_login = now() WHERE user_id <= 10; INSERT INTO users (user_name) VALUES ('after cutover')")
+        assert slots(d["pg"]) == [] and slots(d["pg2"]) == ["dualboot_shop_blue"]
+        time.sleep(1)
+        rc, out = play(d, "rollback")
+        assert rc == 0, out[-4000:]
+        assert "rollback DONE" in out
+        time.sleep(1)
+    finally:
+        writer.finish()
+    with d["bouncer"].connect("shop", "app") as c:
+        assert c.execute("SELECT current_database()").fetchone()[0] == d["blue"].name
+    assert record(d)["default"] == "blue"
+    # Every acknowledged write is on blue exactly once, including those made on green after the cutover.
+    rows = [r[0] for r in d["blue"].query("SELECT seq FROM events WHERE writer = %s ORDER BY seq", (writer.name_,))]
+    assert rows == writer.acked
+    assert writer.failed == []
+    assert d["blue"].scalar("SELECT count(*) FROM users WHERE user_name = 'after cutover'") == 1
+    d["blue"].execute("INSERT INTO users (user_name) VALUES ('after rollback')")  # sequences came back too
+    assert slots(d["pg"]) == [] and slots(d["pg2"]) == []
+    print(f"writer: {len(writer.acked)} writes, longest gap {writer.longest_gap():.3f} s")
