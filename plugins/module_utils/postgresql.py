@@ -183,7 +183,8 @@ def connect(conn: PgConnection, autocommit: bool = False) -> Any:
     try:
         return psycopg.connect(autocommit=autocommit, **conn.kwargs())
     except psycopg.OperationalError as exc:
-        text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        # libpq spreads the cause over lines ("...failed: Connection refused" / "\tIs the server running..."): keep them all.
+        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
         raise ConnectionFailed(f"cannot connect to PostgreSQL {conn.label()}: {text}", hint=_hint_for(str(exc), conn)) from None
 
 
