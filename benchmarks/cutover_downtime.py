@@ -98,7 +98,7 @@ def read_dotenv(path: str) -> dict:
         for line in f:
             line = line.strip()
             if line and not line.startswith("#") and "=" in line:
-                key, _, value = line.partition("=")
+                key, value = line.split("=", 1)
                 value = value.strip()
                 if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
                     value = value[1:-1]
@@ -370,7 +370,7 @@ def window_breakdown(cutover: dict) -> dict:
     if first is None or last is None:
         return {}
     inside = tasks[first + 1 : last + 1]
-    parts = {label: 0.0 for label, _ in WINDOW_PARTS}
+    parts = dict.fromkeys((label for label, _prefixes in WINDOW_PARTS), 0.0)
     boot_records = 0.0
     other = 0.0
     for t in inside:
