@@ -114,8 +114,15 @@ def clone(
     if tmp_dir and not os.path.isdir(tmp_dir):
         raise InvalidInput(f"tmp_dir {tmp_dir} does not exist.", hint="create it or leave tmp_dir unset.")
     src = _source_facts(source)
-    if method == "physical":
-        return _physical(source, target, src, physical or {}, if_exists, force, boot_record, bin_dir, check_mode, started)
+    if method == "physical" or (method == "auto" and (physical or {}).get("target_data_dir")):
+        # A target data directory makes the staged entry a cluster of its own: a physical copy is the fastest.
+        reason = (
+            "asked for: pg_basebackup of the whole source cluster into a cluster of its own"
+            if method == "physical"
+            else "target_data_dir given, so the staged entry is a cluster of its own: pg_basebackup of the whole source "
+            "cluster is the fastest copy (benchmarks/README.md)."
+        )
+        return _physical(source, target, src, physical or {}, if_exists, force, boot_record, bin_dir, check_mode, started, reason)
 
     build = TargetBuild(target, maintenance_db, if_exists, tablespace)
     with connect(build.maint, autocommit=True) as c:
@@ -671,6 +678,7 @@ def _physical(
     bin_dir: str | None,
     check_mode: bool,
     started: float,
+    reason: str,
 ) -> dict:
     data_dir = opts.get("target_data_dir")
     os_user = opts.get("os_user") or "postgres"
@@ -725,7 +733,6 @@ def _physical(
         "before": {"data_dir": data_dir, "exists": exists},
         "after": {"data_dir": data_dir, "exists": True, "port": target.port, "cloned_from": source.label(), "method": "physical"},
     }
-    reason = "asked for: pg_basebackup of the whole source cluster into a cluster of its own"
     if check_mode:
         return {
             "changed": True,

@@ -24,8 +24,9 @@ description:
   - C(physical) - C(pg_basebackup) of the whole source cluster into O(target_data_dir), started as a cluster of its own
     on the target's C(target.login_port) by O(os_user). The copy replays the backup's WAL and comes up as a primary
     (promoted) that shares nothing with the source; archiving and logical replication workers are switched off in it.
-  - C(auto) picks C(template) on the same server when no other session uses the source, otherwise the method
-    RV(method_reason) names - C(stream), measured fastest across servers (see the collection's benchmarks).
+  - C(auto) picks C(physical) when O(target_data_dir) is given (the staged entry is a cluster of its own), else
+    C(template) on the same server when no other session uses the source, else C(stream), measured fastest of the
+    logical methods across servers (see the collection's benchmarks). RV(method_reason) says which and why.
   - Every method but C(physical) builds the target as C(<target>__dualboot_tmp_<random>) and renames it into place
     at the end, so a failed clone never leaves a half database under the target's name.
 author: dualboot.db contributors (@dualboot-db)
@@ -181,7 +182,9 @@ options:
     description: Directory holding the PostgreSQL client and server tools; by default those of the source's major version are looked up.
     type: path
   target_data_dir:
-    description: Data directory of the new cluster (C(physical) only); created, or replaced with O(if_exists=replace).
+    description:
+      - Data directory of the new cluster (C(physical) only, and C(auto) then chooses C(physical)); created, or replaced
+        with O(if_exists=replace).
     type: path
   os_user:
     description: System user that owns and runs the new cluster (C(physical) only). PostgreSQL refuses to run as root.
@@ -369,7 +372,8 @@ def main():
     source = from_params(p, side="source")
     if not (p.get("source") or {}).get("login_db") and not p["login_db"]:
         module.fail_json(msg="source.login_db (or login_db) is required: it names the database to copy.")
-    target_db = (p.get("target") or {}).get("login_db") or p["login_db"] or (source.dbname if p["method"] == "physical" else None)
+    whole_cluster = p["method"] == "physical" or (p["method"] == "auto" and p["target_data_dir"])
+    target_db = (p.get("target") or {}).get("login_db") or p["login_db"] or (source.dbname if whole_cluster else None)
     if not target_db:
         module.fail_json(msg="target.login_db (or login_db) is required: it names the staged entry's database.")
     runner.run(

@@ -196,7 +196,7 @@ def test_physical_copy_into_a_cluster_of_its_own(pg_cluster_factory, cluster_dir
     os_user = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() else "dualboot"
     params = {
         **source.login_params(),
-        "method": "physical",
+        "method": "auto",
         "source": {"login_db": "shop"},
         "target": {"login_port": port},
         "target_data_dir": cluster_dir,
@@ -205,7 +205,8 @@ def test_physical_copy_into_a_cluster_of_its_own(pg_cluster_factory, cluster_dir
     }
     r = run_module("postgresql_clone", params)
     assert not r.failed, r.msg
-    assert r["method"] == "physical" and r["data_dir"] == cluster_dir and r["cluster_size_bytes"] > 0
+    assert r["method"] == "physical" and "target_data_dir given" in r["method_reason"]
+    assert r["data_dir"] == cluster_dir and r["cluster_size_bytes"] > 0
     assert r["marker"]["rows_measured"]["on"] == "copy" and source.password not in r.output
     copy = psycopg.connect(host=source.host, port=port, user=source.user, password=source.password, dbname="shop", autocommit=True)
     with copy:
