@@ -50,7 +50,9 @@ def deployment(tmp_path, pg, pg2):
     env.write_text(f"DATABASE_URL={blue.uri}\n")
     os.chmod(env, 0o600)
     targets = {
-        "app1": [{"format": "pgbouncer", "path": str(bouncer.ini), "key": "shop", "pause": True, "pgbouncer_admin": bouncer.admin_params()}],
+        "app1": [
+            {"format": "pgbouncer", "path": str(bouncer.ini), "key": "shop", "pause": True, "pgbouncer_admin": bouncer.admin_params()}
+        ],
         "app2": [{"format": "dotenv", "path": str(env), "key": "DATABASE_URL", "template": TEMPLATE}],
     }
     inventory = tmp_path / "inventory.yml"
@@ -63,7 +65,10 @@ def deployment(tmp_path, pg, pg2):
                         "dualboot_db": {"hosts": {"db1": {}}},
                         "dualboot_app": {
                             "hosts": {
-                                name: {"dualboot_switch_targets": targets[name], "dualboot_record_path": str(tmp_path / "records" / f"{name}.json")}
+                                name: {
+                                    "dualboot_switch_targets": targets[name],
+                                    "dualboot_record_path": str(tmp_path / "records" / f"{name}.json"),
+                                }
                                 for name in ("app1", "app2")
                             }
                         },
@@ -97,9 +102,15 @@ def deployment(tmp_path, pg, pg2):
     }
     bouncer.stop()
     for server, name in ((pg, blue.name), (pg2, green_name)):
-        with psycopg.connect(server.uri(), autocommit=True) as c:
-            for (sub,) in c.execute("SELECT subname FROM pg_subscription").fetchall():
-                c.execute(f'ALTER SUBSCRIPTION "{sub}" DISABLE; ALTER SUBSCRIPTION "{sub}" SET (slot_name = NONE)')
+        if name in server.databases():
+            with psycopg.connect(server.uri(name), autocommit=True) as c:
+                c.execute("SET default_transaction_read_only = off")
+                for (sub,) in c.execute(
+                    "SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                ).fetchall():
+                    c.execute(f'ALTER SUBSCRIPTION "{sub}" DISABLE')
+                    c.execute(f'ALTER SUBSCRIPTION "{sub}" SET (slot_name = NONE)')
+                    c.execute(f'DROP SUBSCRIPTION "{sub}"')
         server.drop_database(name)
     for server in (pg, pg2):
         with psycopg.connect(server.uri(), autocommit=True) as c:
@@ -179,6 +190,23 @@ def test_r3_through_sync_with_continuous_writes_and_lossless_rollback(deployment
         assert record(d)["evidence"]["green"]["stage"]["sync"]["slot"] == "dualboot_shop_green"
         rc, out = play(d, "verify")
         assert rc == 0, out[-4000:]
+
+        # app2's health check can never pass: the cutover switches app1 (the handover switches its PgBouncer)
+        # and app2, then hands everything back; nothing written meanwhile is lost.
+        bad = {
+            "dualboot_health_checks": [
+                {"name": "unreachable health endpoint", "url": "http://127.0.0.1:9/health", "retries": 1, "delay": 0}
+            ]
+        }
+        rc, out = play(d, "cutover", **bad)
+        assert rc != 0 and "cutover FAILED and was undone" in out and "the writes were handed back" in out, out[-4000:]
+        assert record(d)["default"] == "blue" and record(d)["lock"] is None
+        assert d["env"].read_text() == f"DATABASE_URL={d['blue'].uri}\n"
+        with d["bouncer"].connect("shop", "app") as c:
+            assert c.execute("SELECT current_database()").fetchone()[0] == d["blue"].name
+        assert d["blue"].scalar("SHOW default_transaction_read_only") == "off"
+        assert slots(d["pg"]) == ["dualboot_shop_green"] and slots(d["pg2"]) == []
+
         rc, out = play(d, "cutover")
         assert rc == 0, out[-4000:]
         assert "cutover DONE" in out
@@ -186,7 +214,9 @@ def test_r3_through_sync_with_continuous_writes_and_lossless_rollback(deployment
             assert c.execute("SELECT current_database()").fetchone()[0] == d["green"].name
         assert record(d)["default"] == "green" and f"/{d['green'].name}" in d["env"].read_text()
         # The new application version uses the new column on the new default.
-        d["green"].execute("UPDATE users SET last_login = now() WHERE user_id <= 10; INSERT INTO users (user_name) VALUES ('after cutover')")
+        d["green"].execute(
+            "UPDATE users SET last_login = now() WHERE user_id <= 10; INSERT INTO users (user_name) VALUES ('after cutover')"
+        )
         assert slots(d["pg"]) == [] and slots(d["pg2"]) == ["dualboot_shop_blue"]
         time.sleep(1)
         rc, out = play(d, "rollback")
@@ -206,3 +236,22 @@ def test_r3_through_sync_with_continuous_writes_and_lossless_rollback(deployment
     d["blue"].execute("INSERT INTO users (user_name) VALUES ('after rollback')")  # sequences came back too
     assert slots(d["pg"]) == [] and slots(d["pg2"]) == []
     print(f"writer: {len(writer.acked)} writes, longest gap {writer.longest_gap():.3f} s")
+
+
+def test_finalize_ends_the_stream_back_and_drops_the_fallback(deployment):
+    d = deployment
+    for step in ("stage", "verify", "cutover"):
+        rc, out = play(d, step)
+        assert rc == 0, out[-4000:]
+    assert slots(d["pg2"]) == ["dualboot_shop_blue"]
+    rc, out = play(d, "finalize")
+    assert rc == 0 and "finalize DONE" in out, out[-4000:]
+    assert slots(d["pg"]) == [] and slots(d["pg2"]) == []
+    assert d["green"].scalar("SELECT count(*) FROM pg_publication") == 0
+    assert d["blue"].name not in d["pg"].databases()
+    assert record(d)["lock"] is None and record(d)["default"] == "green"
+    rc, out = play(d, "finalize")
+    assert rc == 0 and "nothing was left" in out, out[-3000:]
+    rc, out = play(d, "rollback")
+    assert rc != 0 and "the fallback blue no longer exists" in out, out[-3000:]
+    assert record(d)["default"] == "green"
