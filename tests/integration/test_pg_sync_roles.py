@@ -255,3 +255,16 @@ def test_finalize_ends_the_stream_back_and_drops_the_fallback(deployment):
     rc, out = play(d, "rollback")
     assert rc != 0 and "the fallback blue no longer exists" in out, out[-3000:]
     assert record(d)["default"] == "green"
+
+
+def test_a_failed_sync_stage_removes_its_stream(deployment, tmp_path):
+    """The migration passes on the scratch copy (no rows) but fails on the real rows: no slot may stay behind."""
+    d = deployment
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "V1__few_users.sql").write_text("ALTER TABLE users ADD CONSTRAINT few_users CHECK (user_id < 10);\n")
+    rc, out = play(d, "stage", dualboot_migrations={"dir": str(migrations)})
+    assert rc != 0 and "stage FAILED" in out and "the stream was removed" in out, out[-4000:]
+    assert "few_users" in out
+    assert slots(d["pg"]) == [] and d["blue"].scalar("SELECT count(*) FROM pg_publication") == 0
+    assert d["green"].scalar("SELECT count(*) FROM pg_subscription") == 0
