@@ -987,8 +987,13 @@ def _drop_slot(d: _Db, slot: str, deadline: float) -> bool:
             return False
 
 
-def stop(source: PgConnection, target: PgConnection, name: str, timeout: float = 30, check_mode: bool = False) -> dict:
-    """Drop the subscription, the slot(s) and the publication of a stream; whatever exists, idempotent."""
+def stop(
+    source: PgConnection, target: PgConnection, name: str, timeout: float = 30, check_mode: bool = False, drop_database: bool = False
+) -> dict:
+    """Drop the subscription, the slot(s) and the publication of a stream; whatever exists, idempotent.
+
+    ``drop_database`` then drops the target database too (finalize: the fallback is given up), refusing
+    while any session is connected to it."""
     started = time.monotonic()
     deadline = started + timeout
     dropped: list[str] = []
@@ -1048,6 +1053,21 @@ def stop(source: PgConnection, target: PgConnection, name: str, timeout: float =
     remaining: list[str] = []
     if not check_mode and not errors:
         remaining = _leftovers(source, target, name)
+    if drop_database and target_reachable and not errors and not remaining:
+        if same_database(source, target):
+            raise SafetyRefusal(f"drop_database would drop {target.label()}, which is also the source.", hint="check source and target.")
+        with connect(target.with_db("postgres"), autocommit=True) as c:
+            sessions = c.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (target.dbname,)
+            ).fetchone()[0]
+            if sessions:
+                raise SafetyRefusal(
+                    f"{target.label()} has {sessions} open session(s): something still uses it, so it is not dropped.",
+                    hint="find and stop them (pg_stat_activity), then run the task again; the stream is already gone.",
+                )
+            if not check_mode:
+                c.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(target.dbname)))
+        dropped.append(f"database {target.dbname} on the target server")
     result = {
         "changed": bool(dropped),
         "dropped": dropped,
@@ -1468,6 +1488,11 @@ def _parallel(*calls: Callable[[], Any]) -> list:
     return results
 
 
+def _resumes(item: dict, default: bool) -> bool:
+    """Whether the handover resumes this alias at its end (an item may say so itself)."""
+    return default if item.get("resume") is None else bool(item["resume"])
+
+
 def _pgbouncer_entry(conn: PgConnection) -> dict:
     """What a PgBouncer alias must point at for this entry (as connection_switch reads an entry)."""
     entry = {"login_port": conn.port, "login_db": conn.dbname}
@@ -1628,8 +1653,8 @@ def handover(
         for item in switched_here:
             progress["switched"].append(item)
             step("pgbouncer_switch", lambda item=item: _switch_pgbouncer(item, target, deadline - time.monotonic()))
-        others = [i for i in pgbouncers if not i.get("path")]
-        if others and resume_after:
+        others = [i for i in pgbouncers if not i.get("path") and _resumes(i, resume_after)]
+        if others:
             errors = step("resume", lambda: resume(others))
             if errors:
                 raise OperationFailed("; ".join(errors))
@@ -1677,7 +1702,7 @@ def handover(
         result["warnings"] = [f"left behind by the end of stream {name}: {', '.join(left)} (run state=stopped)"]
     result["timings"] = timings
     result["pgbouncer_switched"] = [_alias(i) for i in switched_here]
-    result["paused"] = [] if resume_after else [_alias(i) for i in pgbouncers if not i.get("path")]
+    result["paused"] = [_alias(i) for i in pgbouncers if not i.get("path") and not _resumes(i, resume_after)]
     result["seconds"] = round(time.monotonic() - started, 3)
     result["msg"] = (
         f"handed {source.label()} over to {target.label()} in {result['seconds']} s: frozen at {result['freeze_lsn']}"
@@ -1788,7 +1813,7 @@ def run(params: dict, check_mode: bool = False) -> dict:
         )
         return out
     if state == "stopped":
-        return stop(source, target, name, timeout, check_mode)
+        return stop(source, target, name, timeout, check_mode, bool(params.get("drop_database")))
     if state == "status":
         return status(
             source,

@@ -244,6 +244,9 @@ options:
         description: Keep a copy of pgbouncer.ini before switching it.
         type: bool
         default: false
+      resume:
+        description: Whether the handover resumes this alias at its end (an item without O(pgbouncer[].path)). Default - O(resume).
+        type: bool
       pgbouncer_admin:
         description: Where the admin console listens and who may use it (as M(dualboot.db.connection_switch) takes it).
         type: dict
@@ -273,7 +276,7 @@ options:
             type: int
             default: 5
   resume:
-    description: V(handover) - RESUME the O(pgbouncer) aliases without O(pgbouncer[].path) at the end.
+    description: V(handover) - RESUME the O(pgbouncer) aliases without O(pgbouncer[].path) at the end (unless an item says otherwise).
     type: bool
     default: true
   freeze_wait_timeout:
@@ -291,6 +294,12 @@ options:
     type: str
     choices: [frozen, thawed]
     default: frozen
+  drop_database:
+    description:
+      - V(stopped) - also drop the target database once the stream is gone (finalize gives up the fallback this way).
+        Refused while any session is connected to it.
+    type: bool
+    default: false
   bin_dir:
     description: Directory of pg_dump and pg_restore (V(preflight) with migrations, V(started)). Default - the ones matching the server.
     type: path
@@ -504,6 +513,7 @@ def main():
                 "key": {"type": "str", "required": True, "no_log": False},
                 "path": {"type": "path"},
                 "backup": {"type": "bool", "default": False},
+                "resume": {"type": "bool"},
                 "pgbouncer_admin": {"type": "dict", "options": pgbouncer.admin_spec()},
             },
         },
@@ -511,6 +521,7 @@ def main():
         freeze_wait_timeout={"type": "float", "default": 10},
         terminate={"type": "bool", "default": False},
         source_after={"type": "str", "choices": ["frozen", "thawed"], "default": "frozen"},
+        drop_database={"type": "bool", "default": False},
         bin_dir={"type": "path"},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
