@@ -2,7 +2,7 @@
 ``dualboot_stage_method: sync``, verifies, cuts over and rolls back (issue 8, "Continuous sync").
 
 Two local PostgreSQL 15 clusters like the test harness (tests/harness/pg.py), ``synchronous_commit = on``:
-the default entry ``blue`` holds ``users`` (1,000,000 rows, about 100 MiB with its index) and ``events``,
+the default entry ``blue`` holds ``users`` (1,000,000 rows, about 80 MiB with its index) and ``events``,
 the table the application writes; the staged entry ``green`` lives on the second cluster. A real
 PgBouncer (transaction pooling) serves the alias ``shop``; the application host ``app1`` (an inventory
 name on this machine) has it as its switch target with ``pause: true``, so the handover runs on app1
