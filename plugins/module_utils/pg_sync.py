@@ -790,7 +790,7 @@ def create_publication(
     if not tabs:
         raise InvalidInput(f"{d.conn.label()} has no table to publish.", hint="a stream needs at least one table.")
     for t in replica_identity_full or []:
-        schema, _, table = t.partition(".")
+        schema, table = t.split(".", 1)
         d.run(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(schema, table)))
     cols = columns(d, [t["oid"] for t in tabs])
     d.run(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))

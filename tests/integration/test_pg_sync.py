@@ -272,7 +272,7 @@ def test_handover_moves_every_write_and_the_stream_back_keeps_the_fallback_compl
     p = pair
     name = _started(p)
     back = pg_sync.stream_name(p["name"], "blue")
-    writer = Writer(lambda: p["blue"].connect(), failover=lambda: p["green"].connect())
+    writer = Writer(p["blue"].connect, failover=p["green"].connect)
     writer.start()
     time.sleep(0.5)
     h = pg_sync.handover(p["blue"].conn, p["green"].conn, name, back, None, None, [], 30, 5, False, True, "frozen")
