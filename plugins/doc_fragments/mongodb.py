@@ -72,10 +72,97 @@ options:
   source:
     description:
       - Connection of the source side. Any option left out is taken from the top-level connection options.
-      - Accepts the same suboptions as the top-level connection options.
     type: dict
+    suboptions:
+      login_uri:
+        description: MongoDB connection string of the source (a secret when it holds a password).
+        type: str
+        aliases: [uri]
+      login_host:
+        description: Host of the source server.
+        type: str
+      login_port:
+        description: Port of the source server.
+        type: int
+      login_user:
+        description: User to authenticate as on the source.
+        type: str
+      login_password:
+        description: Password of the source user (never returned).
+        type: str
+      login_database:
+        description: Authentication database of the source user.
+        type: str
+      tls:
+        description: Connect to the source with TLS.
+        type: bool
+      tls_ca_file:
+        description: Certificate authorities file for the source.
+        type: path
+      tls_certificate_key_file:
+        description: Client certificate and key file for the source.
+        type: path
+      tls_allow_invalid_certificates:
+        description: Accept any source server certificate (testing only).
+        type: bool
+      direct_connection:
+        description: Connect to the given source host only instead of discovering the replica set.
+        type: bool
+      replica_set:
+        description: Replica set name of the source.
+        type: str
+      connect_timeout:
+        description: Seconds to wait for the source server.
+        type: int
+      connection_options:
+        description: Further keyword options for C(pymongo.MongoClient) on the source.
+        type: dict
   target:
     description:
-      - Connection of the target side, with the same suboptions and fallbacks as O(source).
+      - Connection of the target side, with the same fallbacks as O(source).
     type: dict
+    suboptions:
+      login_uri:
+        description: MongoDB connection string of the target (a secret when it holds a password).
+        type: str
+        aliases: [uri]
+      login_host:
+        description: Host of the target server.
+        type: str
+      login_port:
+        description: Port of the target server.
+        type: int
+      login_user:
+        description: User to authenticate as on the target.
+        type: str
+      login_password:
+        description: Password of the target user (never returned).
+        type: str
+      login_database:
+        description: Authentication database of the target user.
+        type: str
+      tls:
+        description: Connect to the target with TLS.
+        type: bool
+      tls_ca_file:
+        description: Certificate authorities file for the target.
+        type: path
+      tls_certificate_key_file:
+        description: Client certificate and key file for the target.
+        type: path
+      tls_allow_invalid_certificates:
+        description: Accept any target server certificate (testing only).
+        type: bool
+      direct_connection:
+        description: Connect to the given target host only instead of discovering the replica set.
+        type: bool
+      replica_set:
+        description: Replica set name of the target.
+        type: str
+      connect_timeout:
+        description: Seconds to wait for the target server.
+        type: int
+      connection_options:
+        description: Further keyword options for C(pymongo.MongoClient) on the target.
+        type: dict
 """

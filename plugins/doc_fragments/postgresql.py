@@ -71,12 +71,95 @@ options:
   source:
     description:
       - Connection of the source side. Any option left out is taken from the top-level connection options.
-      - Accepts the same suboptions as the top-level connection options (O(login_host), O(login_port),
-        O(login_user), O(login_password), O(login_unix_socket), O(login_db), O(ssl_mode), O(ca_cert),
-        O(ssl_cert), O(ssl_key), O(connect_timeout), O(connect_params)).
     type: dict
+    suboptions:
+      login_host:
+        description: Host of the source server; empty means the local Unix socket.
+        type: str
+        aliases: [host, login_hostname]
+      login_port:
+        description: Port of the source server.
+        type: int
+        aliases: [port]
+      login_user:
+        description: Role to connect to the source as.
+        type: str
+        aliases: [login, user]
+      login_password:
+        description: Password of the source role (never returned).
+        type: str
+      login_unix_socket:
+        description: Unix socket directory of the source server.
+        type: str
+      login_db:
+        description: Database of the source.
+        type: str
+        aliases: [db, database]
+      ssl_mode:
+        description: libpq C(sslmode) for the source.
+        type: str
+        choices: [allow, disable, prefer, require, verify-ca, verify-full]
+      ca_cert:
+        description: Certificate authorities of the source server certificate.
+        type: path
+        aliases: [ssl_rootcert]
+      ssl_cert:
+        description: Client certificate for the source.
+        type: path
+      ssl_key:
+        description: Private key of the client certificate for the source.
+        type: path
+      connect_timeout:
+        description: Seconds to wait for the source connection.
+        type: int
+      connect_params:
+        description: Further libpq connection parameters for the source.
+        type: dict
   target:
     description:
-      - Connection of the target side, with the same suboptions and fallbacks as O(source).
+      - Connection of the target side, with the same fallbacks as O(source).
     type: dict
+    suboptions:
+      login_host:
+        description: Host of the target server; empty means the local Unix socket.
+        type: str
+        aliases: [host, login_hostname]
+      login_port:
+        description: Port of the target server.
+        type: int
+        aliases: [port]
+      login_user:
+        description: Role to connect to the target as.
+        type: str
+        aliases: [login, user]
+      login_password:
+        description: Password of the target role (never returned).
+        type: str
+      login_unix_socket:
+        description: Unix socket directory of the target server.
+        type: str
+      login_db:
+        description: Database of the target.
+        type: str
+        aliases: [db, database]
+      ssl_mode:
+        description: libpq C(sslmode) for the target.
+        type: str
+        choices: [allow, disable, prefer, require, verify-ca, verify-full]
+      ca_cert:
+        description: Certificate authorities of the target server certificate.
+        type: path
+        aliases: [ssl_rootcert]
+      ssl_cert:
+        description: Client certificate for the target.
+        type: path
+      ssl_key:
+        description: Private key of the client certificate for the target.
+        type: path
+      connect_timeout:
+        description: Seconds to wait for the target connection.
+        type: int
+      connect_params:
+        description: Further libpq connection parameters for the target.
+        type: dict
 """
