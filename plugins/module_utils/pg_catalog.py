@@ -55,8 +55,16 @@ def _acl(expr: str) -> str:
 
 
 def _nodes(expr: str) -> str:
-    """A node tree as text without parse positions: equal for the same expression however it was written."""
-    return f"regexp_replace({expr}::text, ' :location -?[0-9]+', '', 'g')"
+    """A node tree as text; :func:`_positionless` removes its parse positions on the client (cheaper than regexp_replace)."""
+    return f"{expr}::text"
+
+
+_LOCATION = re.compile(r" :location -?[0-9]+")
+
+
+def _positionless(text: str | None) -> str | None:
+    """A node tree's text without parse positions: equal for the same expression however it was written."""
+    return _LOCATION.sub("", text) if text and " :location " in text else text
 
 
 def _desc(catalog: str, oid: str, alias: str = "d", subid: str = "0") -> str:
@@ -151,13 +159,13 @@ WHERE c.relkind IN ('v', 'm') AND {_NS.format(n="n")} AND {_not_ext("pg_class", 
 Q_SEQUENCES = f"""
 SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
   s.seqcache, s.seqcycle, c.relpersistence, dep.deptype,
-  CASE WHEN dep.deptype = 'a' AND a.attname IS NOT NULL THEN format('%%I.%%I.%%I', tn.nspname, tc.relname, a.attname) END,
+  CASE WHEN dep.deptype = 'a' AND dep.refobjsubid > 0 THEN
+    (SELECT format('%%I.%%I.%%I', tn.nspname, tc.relname, a.attname) FROM pg_class tc JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+       JOIN pg_attribute a ON a.attrelid = tc.oid WHERE tc.oid = dep.refobjid AND a.attnum = dep.refobjsubid) END,
   d.description, pg_get_userbyid(c.relowner), {_acl("c.relacl")}
 FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_depend dep ON dep.classid = 'pg_class'::regclass AND dep.objid = c.oid AND dep.objsubid = 0
     AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i', 'e')
-  LEFT JOIN pg_class tc ON tc.oid = dep.refobjid AND dep.deptype <> 'e' LEFT JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-  LEFT JOIN pg_attribute a ON a.attrelid = dep.refobjid AND a.attnum = dep.refobjsubid AND dep.refobjsubid > 0
   {_desc("pg_class", "c.oid")}
 WHERE {_NS.format(n="n")}
 """
@@ -309,6 +317,8 @@ class CatalogReader:
         self.db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         # Like pg_dump: a search path of pg_catalog only makes every name in definitions schema-qualified.
         self.db.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+        # Both sides are read at once, each by one backend: parallel workers would only compete for the same cores.
+        self.db.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         self.cur = self.db.cursor()
         self.seconds = 0.0
 
@@ -586,6 +596,7 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
     objects["constraint"] = constraints = Lazy(build_constraint)
     for nsp, table, name, contype, raw, deferrable, deferred, validated, comment, ref, oid in rows(Q_CONSTRAINTS):
         if (nsp, table) in tables.rows:
+            raw = _positionless(raw)
             constraints.rows[(nsp, f"{table}.{name}")] = ((contype, raw, deferrable, deferred, validated, comment, ref), (table, name, oid))
 
     for oid, nsp, name, relkind, action, comment, owner, acl, deps, options in rows(Q_VIEWS):
@@ -603,6 +614,7 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
     objects["index"] = indexes = Lazy(build_index)
     for nsp, name, table, method, unique, predicate, keys, comment, oid in rows(Q_INDEXES):
         if (nsp, table) in tables.rows or (nsp, table) in objects["materialized_view"]:
+            predicate, keys = _positionless(predicate), _positionless(keys)
             indexes.rows[(nsp, name)] = ((table, method, unique, predicate, keys, comment), oid)
 
     for nsp, table, name, definition, enabled, comment in rows(Q_TRIGGERS):

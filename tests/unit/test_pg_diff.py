@@ -88,3 +88,13 @@ def test_records_sort_stably():
     b = snapshot({})
     names = [r["name"] for r in pg_diff.diff(a, b)]
     assert names == ["users.a", "users.z"] == [r["name"] for r in pg_diff.diff(a, b)]
+
+
+def test_node_trees_compare_without_parse_positions():
+    from ansible_collections.dualboot.db.plugins.module_utils.pg_catalog import _positionless
+
+    written = "{OPEXPR :opno 525 :args ({VAR :varno 1 :location 61} {CONST :constvalue 4 :location -1}) :location 63}"
+    restored = "{OPEXPR :opno 525 :args ({VAR :varno 1 :location 7} {CONST :constvalue 4 :location -1}) :location 9}"
+    assert _positionless(written) == _positionless(restored) == "{OPEXPR :opno 525 :args ({VAR :varno 1} {CONST :constvalue 4})}"
+    assert _positionless(None) is None
+    assert _positionless("{1 2}|f|a") == "{1 2}|f|a"
