@@ -50,8 +50,15 @@ def _not_ext(catalog: str, oid: str) -> str:
     return f"NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = '{catalog}'::regclass AND dep.objid = {oid} AND dep.deptype = 'e')"
 
 
-def _acl(expr: str) -> str:
-    return f"{expr}::text[]"
+def _acl(expr: str, kind: str | None = None, owner: str | None = None) -> str:
+    """Privileges as sorted aclitem texts, read only when owners and grants are compared.
+
+    A NULL ACL means the built-in default privileges; ``acldefault`` spells them out, so an object
+    whose ACL was never touched and one granted exactly the defaults compare equal, and suggested
+    GRANT/REVOKE statements start from what the object really has.
+    """
+    full = f"coalesce({expr}, acldefault({kind}, {owner}))" if kind else expr
+    return f"CASE WHEN %(grants)s THEN (SELECT array_agg(x::text ORDER BY x::text) FROM unnest({full}) x) END"
 
 
 def _nodes(expr: str) -> str:
@@ -74,7 +81,7 @@ def _desc(catalog: str, oid: str, alias: str = "d", subid: str = "0") -> str:
 
 
 Q_SCHEMAS = f"""
-SELECT n.nspname, pg_get_userbyid(n.nspowner), {_acl("n.nspacl")}, d.description
+SELECT n.nspname, pg_get_userbyid(n.nspowner), {_acl("n.nspacl", "'n'", "n.nspowner")}, d.description
 FROM pg_namespace n {_desc("pg_namespace", "n.oid")} WHERE {_NS.format(n="n")} AND {_not_ext("pg_namespace", "n.oid")}
 """
 
@@ -90,7 +97,7 @@ SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.relrowsecurit
   (SELECT array_agg(format('%%I.%%I', pn.nspname, pc.relname) ORDER BY i.inhseqno)
      FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
     WHERE i.inhrelid = c.oid),
-  c.reloptions, pg_get_userbyid(c.relowner), {_acl("c.relacl")}, d.description
+  c.reloptions, pg_get_userbyid(c.relowner), {_acl("c.relacl", "'r'", "c.relowner")}, d.description
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {_desc("pg_class", "c.oid")}
 WHERE c.relkind IN ('r', 'p') AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
 """
@@ -145,7 +152,7 @@ WHERE c.relkind IN ('r', 'p', 'm') AND {_NS.format(n="n")}
 Q_VIEWS = f"""
 SELECT c.oid, n.nspname, c.relname, c.relkind,
   (SELECT r.ev_action::text FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename = '_RETURN'), d.description,
-  pg_get_userbyid(c.relowner), {_acl("c.relacl")},
+  pg_get_userbyid(c.relowner), {_acl("c.relacl", "'r'", "c.relowner")},
   (SELECT array_agg(DISTINCT format('%%I.%%I', dn.nspname, dc.relname))
      FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
      JOIN pg_class dc ON dc.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass
@@ -162,7 +169,7 @@ SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL), s.seqstart, s.seqinc
   CASE WHEN dep.deptype = 'a' AND dep.refobjsubid > 0 THEN
     (SELECT format('%%I.%%I.%%I', tn.nspname, tc.relname, a.attname) FROM pg_class tc JOIN pg_namespace tn ON tn.oid = tc.relnamespace
        JOIN pg_attribute a ON a.attrelid = tc.oid WHERE tc.oid = dep.refobjid AND a.attnum = dep.refobjsubid) END,
-  d.description, pg_get_userbyid(c.relowner), {_acl("c.relacl")}
+  d.description, pg_get_userbyid(c.relowner), {_acl("c.relacl", "'s'", "c.relowner")}
 FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_depend dep ON dep.classid = 'pg_class'::regclass AND dep.objid = c.oid AND dep.objsubid = 0
     AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i', 'e')
@@ -176,7 +183,7 @@ SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokin
   (SELECT array_agg(x ORDER BY x) FROM unnest(p.proconfig) x),
   CASE WHEN p.prosqlbody IS NOT NULL THEN pg_get_function_sqlbody(p.oid) ELSE p.prosrc END,
   CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_get_functiondef(p.oid) END,
-  d.description, pg_get_userbyid(p.proowner), {_acl("p.proacl")}, p.oid
+  d.description, pg_get_userbyid(p.proowner), {_acl("p.proacl", "'f'", "p.proowner")}, p.oid
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
   {_desc("pg_proc", "p.oid")}
 WHERE {_NS.format(n="n")} AND {_not_ext("pg_proc", "p.oid")}
@@ -204,7 +211,7 @@ SELECT n.nspname, t.typname, t.typtype,
         AND t.typcollation <> (SELECT bt.typcollation FROM pg_type bt WHERE bt.oid = t.typbasetype)
     THEN (SELECT format('%%I.%%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
           WHERE co.oid = t.typcollation) END,
-  d.description, pg_get_userbyid(t.typowner), {_acl("t.typacl")}
+  d.description, pg_get_userbyid(t.typowner), {_acl("t.typacl", "'T'", "t.typowner")}
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace {_desc("pg_type", "t.oid")}
 WHERE (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
   AND {_NS.format(n="n")} AND {_not_ext("pg_type", "t.oid")}
@@ -216,6 +223,13 @@ SELECT n.nspname, c.relname, p.polname, p.polcmd, p.polpermissive,
   pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE {_NS.format(n="n")}
+"""
+
+# The default privileges of each role for each kind of object (schema, relation, sequence, routine, type):
+# where suggested GRANT/REVOKE statements for a newly created object start from.
+Q_ACL_DEFAULTS = """
+SELECT k, r.rolname, (SELECT array_agg(x::text ORDER BY x::text) FROM unnest(acldefault(k::"char", r.oid)) x)
+FROM pg_roles r CROSS JOIN unnest(ARRAY['n', 'r', 's', 'f', 'T']) k
 """
 
 _RELKIND = {"r": "table", "p": "partitioned table"}
@@ -463,7 +477,7 @@ class Lazy:
 
 def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_column_order: bool = False) -> dict:
     """Run the per-kind catalog queries on an open cursor (inside the caller's snapshot)."""
-    p = {"schemas": list(schemas) if schemas else None}
+    p = {"schemas": list(schemas) if schemas else None, "grants": with_grants}
     objects: dict = {k: {} for k in KINDS}
 
     def rows(sql: str) -> list:
@@ -628,4 +642,7 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
         definition = f"FOR {attrs['command']} TO {', '.join(attrs['roles'])}"
         _add(objects, _obj("policy", nsp, f"{table}.{name}", attrs, {"table": table, "policy": name, "definition": definition}))
 
-    return {"objects": objects, "schemas": p["schemas"], "counts": {k: len(v) for k, v in objects.items() if v}}
+    snap = {"objects": objects, "schemas": p["schemas"], "counts": {k: len(v) for k, v in objects.items() if v}}
+    if with_grants:
+        snap["acl_defaults"] = {(k, role): acl or [] for k, role, acl in rows(Q_ACL_DEFAULTS)}
+    return snap

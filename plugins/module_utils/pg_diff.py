@@ -414,7 +414,7 @@ def suggested_sql(records: list[dict], source: dict, target: dict) -> list[str]:
     """Forward statements turning source into target, in dependency order.
 
     Changes that SQL cannot express safely (partitioning changes, removed enum labels, changed
-    generation expressions, grants) become ``-- review by hand:`` comments.
+    generation expressions) become ``-- review by hand:`` comments.
     """
     g = _SqlBuilder(records, source, target)
     return g.build()
@@ -471,6 +471,7 @@ class _SqlBuilder:
         self.src = source["objects"]
         self.dst = target["objects"]
         self.phase: dict[str, list[str]] = {p: [] for p in _PHASES}
+        self.acl_defaults = target.get("acl_defaults", {})
 
     def emit(self, phase: str, stmt: str) -> None:
         if stmt not in self.phase[phase]:
@@ -479,7 +480,12 @@ class _SqlBuilder:
     def build(self) -> list[str]:
         recreate_views = views_to_recreate(self.records, self.src)
         for r in self.records:
+            if r["change"] == "modified" and r["attribute"] == "grants":
+                self._grants(r)
+                continue
             getattr(self, f"_sql_{r['kind']}", self._sql_unsupported)(r)
+            if r["change"] == "added":
+                self._privileges_of_new(r["kind"], (r["schema"], r["name"]))
         for key in sorted(
             [v for v in recreate_views if v[1] in self.src[v[0]]], key=lambda v: self.src[v[0]][v[1]]["info"]["oid"], reverse=True
         ):
@@ -488,6 +494,8 @@ class _SqlBuilder:
             self.emit("drop_views", f"DROP {_VIEW_WORD[kind]} IF EXISTS {qname(o['schema'], o['name'])};")
         for kind, k in sorted([v for v in recreate_views if v[1] in self.dst[v[0]]], key=lambda v: self.dst[v[0]][v[1]]["info"]["oid"]):
             self._create_view(self.dst[kind][k])
+            if k in self.src[kind]:  # dropped and created again: its owner and grants are new too
+                self._privileges_of_new(kind, k)
         out = []
         for p in _PHASES:
             out.extend(self.phase[p])
@@ -517,6 +525,36 @@ class _SqlBuilder:
     def _comment(self, r: dict, what: str) -> None:
         self.emit("comments", f"COMMENT ON {what} IS {_lit(r['after'])};")
 
+    # owners and grants (only compared with include_owners_and_grants)
+    def _grants(self, r: dict) -> None:
+        key = (r["schema"], r["name"])
+        on = _privilege_target(r["kind"], self.dst[r["kind"]][key])
+        if on is None:
+            self._manual(r)
+            return
+        before = r["before"] or []
+        src, dst = self.src[r["kind"]].get(key), self.dst[r["kind"]][key]
+        old_owner, new_owner = (src or {}).get("attrs", {}).get("owner"), dst["attrs"].get("owner")
+        if old_owner and new_owner and old_owner != new_owner:
+            before = [_acl_new_owner(item, old_owner, new_owner) for item in before]  # what ALTER ... OWNER TO does first
+        for stmt in acl_statements(before, r["after"] or [], *on):
+            self.emit("grants", stmt)
+
+    def _privileges_of_new(self, kind: str, key: tuple) -> None:
+        """Owner and grants of an object the SQL creates: from its creator's defaults to the target's."""
+        o = self.dst.get(kind, {}).get(key)
+        if o is None or "grants" not in o["attrs"]:
+            return
+        on = _privilege_target(kind, o)
+        if on is None:
+            return
+        owner = o["attrs"].get("owner")
+        if owner and kind != "column":
+            self.emit("owners", f"ALTER {_owner_word(kind, o)} {on[0].split(' ', 1)[1]} OWNER TO {qident(owner)};")
+        start = [] if kind == "column" else self.acl_defaults.get((_ACL_KIND[kind], owner), [])
+        for stmt in acl_statements(start, o["attrs"]["grants"] or [], *on):
+            self.emit("grants", stmt)
+
     # schema / extension
     def _sql_schema(self, r: dict) -> None:
         name = qident(r["name"])
@@ -530,7 +568,7 @@ class _SqlBuilder:
         elif r["attribute"] == "comment":
             self._comment(r, f"SCHEMA {name}")
         elif r["attribute"] == "owner":
-            self.emit("grants", f"ALTER SCHEMA {name} OWNER TO {qident(r['after'])};")
+            self.emit("owners", f"ALTER SCHEMA {name} OWNER TO {qident(r['after'])};")
         else:
             self._manual(r)
 
@@ -581,7 +619,7 @@ class _SqlBuilder:
 
     def _owner(self, r: dict, word: str, name: str) -> None:
         if r["attribute"] == "owner":
-            self.emit("grants", f"ALTER {word} {name} OWNER TO {qident(r['after'])};")
+            self.emit("owners", f"ALTER {word} {name} OWNER TO {qident(r['after'])};")
         else:
             self._manual(r)
 
@@ -915,6 +953,113 @@ class _SqlBuilder:
             self.emit("policies", stmt + ";")
 
 
+_PRIVILEGES = {"r": "SELECT", "w": "UPDATE", "a": "INSERT", "d": "DELETE", "D": "TRUNCATE", "x": "REFERENCES", "t": "TRIGGER",
+               "X": "EXECUTE", "U": "USAGE", "C": "CREATE", "c": "CONNECT", "T": "TEMPORARY", "s": "SET", "A": "ALTER SYSTEM",
+               "m": "MAINTAIN"}  # fmt: skip
+_ACL_KIND = {"schema": "n", "table": "r", "view": "r", "materialized_view": "r", "sequence": "s", "function": "f", "procedure": "f",
+             "enum": "T", "composite_type": "T", "domain": "T"}  # fmt: skip
+
+
+def _acl_name(text: str, i: int) -> tuple[str, int]:
+    """A role name in aclitem text starting at ``i`` (double-quoted when needed); returns it and the index after it."""
+    if text[i : i + 1] != '"':
+        j = i
+        while j < len(text) and text[j] not in "=/":
+            j += 1
+        return text[i:j], j
+    out, j = [], i + 1
+    while j < len(text):
+        if text[j] == '"':
+            if text[j + 1 : j + 2] == '"':
+                out.append('"')
+                j += 2
+                continue
+            return "".join(out), j + 1
+        out.append(text[j])
+        j += 1
+    raise ValueError(f"unterminated role name in aclitem {text!r}")
+
+
+def parse_aclitem(text: str) -> tuple[str, str, str]:
+    """``grantee=privileges/grantor`` as (grantee, privileges, grantor); an empty grantee is PUBLIC."""
+    grantee, i = _acl_name(text, 0)
+    if text[i : i + 1] != "=":
+        raise ValueError(f"not an aclitem: {text!r}")
+    j = text.index("/", i + 1)
+    grantor, _end = _acl_name(text, j + 1)
+    return grantee, text[i + 1 : j], grantor
+
+
+def _acl_role(name: str) -> str:
+    return name if not name or re.fullmatch(r"[A-Za-z0-9_]+", name) else '"' + name.replace('"', '""') + '"'
+
+
+def _acl_new_owner(item: str, old: str, new: str) -> str:
+    grantee, privs, grantor = parse_aclitem(item)
+    swap = {old: new}
+    return f"{_acl_role(swap.get(grantee, grantee))}={privs}/{_acl_role(swap.get(grantor, grantor))}"
+
+
+def _acl_privileges(items: list) -> dict[str, dict[str, bool]]:
+    """grantee -> {privilege: with grant option}, over all grantors."""
+    out: dict[str, dict[str, bool]] = {}
+    for item in items:
+        grantee, privs, _grantor = parse_aclitem(item)
+        held = out.setdefault(grantee, {})
+        for i, letter in enumerate(privs):
+            if letter == "*":
+                continue
+            name = _PRIVILEGES.get(letter, letter)
+            held[name] = held.get(name, False) or privs[i + 1 : i + 2] == "*"
+    return out
+
+
+def acl_statements(before: list, after: list, on: str, column: str | None = None) -> list[str]:
+    """REVOKE and GRANT statements turning the privileges in ``before`` into those in ``after`` (aclitem texts)."""
+    b, a = _acl_privileges(before), _acl_privileges(after)
+    cols = f" ({qident(column)})" if column else ""
+    revokes, grants = [], []
+    for grantee in sorted(set(b) | set(a)):
+        who = "PUBLIC" if grantee == "" else qident(grantee)
+        pb, pa = b.get(grantee, {}), a.get(grantee, {})
+        gone = sorted(p for p in pb if p not in pa)
+        option_gone = sorted(p for p in pb if p in pa and pb[p] and not pa[p])
+        new = sorted(p for p in pa if p not in pb and not pa[p])
+        new_option = sorted(p for p in pa if pa[p] and not pb.get(p, False))
+        if gone:
+            revokes.append(f"REVOKE {', '.join(p + cols for p in gone)} ON {on} FROM {who};")
+        if option_gone:
+            revokes.append(f"REVOKE GRANT OPTION FOR {', '.join(p + cols for p in option_gone)} ON {on} FROM {who};")
+        if new:
+            grants.append(f"GRANT {', '.join(p + cols for p in new)} ON {on} TO {who};")
+        if new_option:
+            grants.append(f"GRANT {', '.join(p + cols for p in new_option)} ON {on} TO {who} WITH GRANT OPTION;")
+    return revokes + grants
+
+
+def _privilege_target(kind: str, o: dict) -> tuple[str, str | None] | None:
+    """What GRANT and REVOKE name for an object (``ON ...``), and the column for column privileges."""
+    schema, name = o["schema"], o["name"]
+    if kind == "schema":
+        return f"SCHEMA {qident(name)}", None
+    if kind == "column":
+        table, column = name.split(".", 1)
+        return f"TABLE {qname(schema, table)}", column
+    if kind in ("function", "procedure"):
+        return f"ROUTINE {qname(schema, o['info']['proname'])}({o['info']['args']})", None
+    word = {"table": "TABLE", "view": "TABLE", "materialized_view": "TABLE", "sequence": "SEQUENCE", "enum": "TYPE",
+            "composite_type": "TYPE", "domain": "DOMAIN"}.get(kind)  # fmt: skip
+    return (f"{word} {qname(schema, name)}", None) if word else None
+
+
+def _owner_word(kind: str, o: dict) -> str:
+    if kind in ("function", "procedure"):
+        return {"a": "AGGREGATE", "p": "PROCEDURE"}.get(o["info"].get("prokind"), "FUNCTION")
+    return {"schema": "SCHEMA", "view": "VIEW", "materialized_view": "MATERIALIZED VIEW", "enum": "TYPE", "composite_type": "TYPE"}.get(
+        kind, kind.upper()
+    )
+
+
 _PHASES = (
     "drop_policies",
     "drop_triggers",
@@ -948,6 +1093,7 @@ _PHASES = (
     "triggers",
     "policies",
     "comments",
+    "owners",
     "grants",
     "manual",
 )

@@ -57,7 +57,9 @@ options:
     type: list
     elements: dict
   include_owners_and_grants:
-    description: Also compare owners and privileges (role names must then be the same on both sides).
+    description:
+      - Also compare owners and privileges (role names must then be the same on both sides).
+      - The suggested SQL then carries C(ALTER ... OWNER TO), C(REVOKE) and C(GRANT) statements, also for the objects it creates.
     type: bool
     default: false
   check_column_order:

@@ -120,6 +120,61 @@ def test_owners_and_grants_only_on_request(pair):
     assert [(c["name"], c["attribute"]) for c in r["changes"]] == [("users", "grants")]
 
 
+GRANTS_BASE = """
+CREATE SCHEMA app;
+CREATE TABLE app.orders (id serial PRIMARY KEY, note text, total numeric);
+CREATE VIEW app.open_orders AS SELECT id, note FROM app.orders;
+CREATE FUNCTION app.twice(x int) RETURNS int LANGUAGE sql AS 'SELECT 2 * x';
+CREATE TYPE app.mood AS ENUM ('ok', 'bad');
+GRANT USAGE ON SCHEMA app TO diff_reader;
+GRANT SELECT ON app.orders, app.open_orders TO diff_reader;
+GRANT USAGE ON SEQUENCE app.orders_id_seq TO diff_reader;
+"""
+GRANTS_CHANGED = """
+REVOKE SELECT ON app.orders FROM diff_reader;
+GRANT SELECT, INSERT ON app.orders TO "Diff Writer";
+GRANT UPDATE ON app.orders TO "Diff Writer" WITH GRANT OPTION;
+GRANT UPDATE (note) ON app.orders TO diff_reader;
+REVOKE USAGE ON SEQUENCE app.orders_id_seq FROM diff_reader;
+GRANT CREATE ON SCHEMA app TO "Diff Writer";
+REVOKE EXECUTE ON FUNCTION app.twice(int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.twice(int) TO diff_reader;
+REVOKE USAGE ON TYPE app.mood FROM PUBLIC;
+ALTER TABLE app.orders ADD COLUMN secret text;
+GRANT SELECT (secret) ON app.orders TO "Diff Writer";
+CREATE OR REPLACE VIEW app.open_orders AS SELECT id, note, total FROM app.orders;
+CREATE TABLE app.audit (at timestamptz);
+ALTER TABLE app.audit OWNER TO diff_reader;
+GRANT INSERT ON app.audit TO "Diff Writer";
+REVOKE ALL ON app.audit FROM diff_reader;
+GRANT SELECT ON app.audit TO diff_reader;
+ALTER VIEW app.open_orders OWNER TO "Diff Writer";
+"""
+
+
+def test_grant_and_owner_sql_applies_and_rediffs_empty(pg, pair):
+    a, b = pair
+    for role in ("diff_reader", '"Diff Writer"'):
+        a.execute(f"DO $$ BEGIN CREATE ROLE {role}; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    a.execute(GRANTS_BASE)
+    b.execute(GRANTS_BASE)
+    b.execute(GRANTS_CHANGED)
+    r = pg_diff.compare_schemas(a.conn, b.conn, include_owners_and_grants=True)
+    grants = {(c["kind"], c["name"]) for c in r["changes"] if c["attribute"] == "grants"}
+    assert {("table", "orders"), ("column", "orders.note"), ("sequence", "orders_id_seq"), ("schema", "app"),
+            ("function", "twice(x integer)"), ("enum", "mood")} <= grants  # fmt: skip
+    assert not [s for s in r["sql"] if s.startswith("-- review by hand")], r["sql"]
+    assert 'GRANT UPDATE ON TABLE app.orders TO "Diff Writer" WITH GRANT OPTION;' in r["sql"]
+    assert "REVOKE EXECUTE ON ROUTINE app.twice(x integer) FROM PUBLIC;" in r["sql"]
+    copy = pg.create_database(template=a.name)
+    try:
+        copy.execute("\n".join(r["sql"]))
+        again = pg_diff.compare_schemas(copy.conn, b.conn, include_owners_and_grants=True)
+        assert again["identical"], again["summary"]
+    finally:
+        pg.drop_database(copy.name)
+
+
 def test_wrong_password_and_bad_matcher_fail_clearly(pg, pair, run_module):
     a, b = pair
     bad = args(pg, a, b)

@@ -98,3 +98,18 @@ def test_node_trees_compare_without_parse_positions():
     assert _positionless(written) == _positionless(restored) == "{OPEXPR :opno 525 :args ({VAR :varno 1} {CONST :constvalue 4})}"
     assert _positionless(None) is None
     assert _positionless("{1 2}|f|a") == "{1 2}|f|a"
+
+
+def test_aclitems_parse_with_quoted_roles_and_turn_into_revoke_and_grant():
+    assert pg_diff.parse_aclitem('"Diff ""W"" er"=r*w/postgres') == ('Diff "W" er', "r*w", "postgres")
+    assert pg_diff.parse_aclitem("=X/owner") == ("", "X", "owner")
+    before = ["owner=arwdDxt/owner", "reader=r/owner", "=r/owner"]
+    after = ["owner=arwdDxt/owner", "reader=r*a/owner", "Writer=w/owner"]
+    assert pg_diff.acl_statements(before, after, "TABLE public.t") == [
+        "REVOKE SELECT ON TABLE public.t FROM PUBLIC;",
+        'GRANT UPDATE ON TABLE public.t TO "Writer";',
+        "GRANT INSERT ON TABLE public.t TO reader;",
+        "GRANT SELECT ON TABLE public.t TO reader WITH GRANT OPTION;",
+    ]
+    assert pg_diff.acl_statements(["r=r*/o"], ["r=r/o"], "TABLE t", "c") == ["REVOKE GRANT OPTION FOR SELECT (c) ON TABLE t FROM r;"]
+    assert pg_diff._acl_new_owner("old=arwdDxt/old", "old", "New One") == '"New One"=arwdDxt/"New One"'
