@@ -236,9 +236,9 @@ def bench_data(cluster: PgCluster, gb: float) -> dict:
     return {
         "database_bytes": size,
         "rows_per_database": r["rows"] // 2,
-        "row_text_bytes_both_sides": r["bytes"],
+        "row_data_bytes_both_sides": r["bytes"],
         "ours_seconds_best_of_2": round(min(ours), 2),
-        "ours_mb_per_s_row_text": round(r["bytes"] / 1e6 / min(ours), 1),
+        "ours_mb_per_s_row_data": round(r["bytes"] / 1e6 / min(ours), 1),
         "ours_mb_per_s_database_size": round(2 * size / 1e6 / min(ours), 1),
         "copy_devnull_seconds_best_of_2": round(min(copy_s), 2),
         "copy_mb_per_s_database_size": round(2 * size / 1e6 / min(copy_s), 1),
@@ -272,7 +272,7 @@ def markdown(res: dict) -> str:
             "| method | wall time | throughput |",
             "| --- | ---: | ---: |",
             f"| dualboot.db `postgresql_compare` (both sides, best of 2) | {d['ours_seconds_best_of_2']:.1f} s |"
-            f" {d['ours_mb_per_s_database_size']} MB/s of database size ({d['ours_mb_per_s_row_text']} MB/s of row text) |",
+            f" {d['ours_mb_per_s_database_size']} MB/s of database size ({d['ours_mb_per_s_row_data']} MB/s of row data) |",
             f"| `COPY t TO '/dev/null'` of the same tables, both databases (best of 2) | {d['copy_devnull_seconds_best_of_2']:.1f} s |"
             f" {d['copy_mb_per_s_database_size']} MB/s of database size |",
             f"| ratio compare / COPY | **{d['ratio_ours_over_copy_time']}×** the time | |",

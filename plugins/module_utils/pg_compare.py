@@ -7,10 +7,17 @@ Method (documented in docs/postgresql-verification.md):
 - Each side is read in one ``REPEATABLE READ READ ONLY`` transaction (a consistent snapshot) with
   the same output settings (DateStyle, TimeZone, extra_float_digits, ...), so equal values print
   the same text on both sides.
-- A row's fingerprint is ``hashtextextended(ROW(c1, c2, ...)::text, 0)`` over the columns both
-  sides have, in the source's column order. A key range's checksum is the count, the XOR (keyed
-  tables: rows are distinct) or sum (no key) of the fingerprints and the sum of the text lengths,
-  computed by the server: only these numbers cross the network, never row contents.
+- A row's fingerprint is ``hash_record_extended(ROW(c1, c2, ...), seed)`` over the columns both
+  sides have, in the source's column order, with two seeds (128 bits). A column is hashed as its
+  own type only where text equality and value equality are the same thing and both sides have the
+  same type (integers, booleans, dates, times, timestamps, uuid, bytea, text and varchar with a
+  deterministic collation); every other column is hashed as its text (``c::text``), so 1.5 and
+  1.50 in a numeric, or a column whose type the migration changed, compare as they print. On a
+  server older than 14 (no ``hash_record_extended``) the fingerprint is
+  ``hashtextextended(ROW(...)::text, 0)``. A key range's checksum is the count and the XOR (keyed
+  tables: rows are distinct) or sum (no key) of the fingerprints, computed by the server: only
+  these numbers cross the network, never row contents. The bytes reported are the rows' sizes as
+  the server holds them (``pg_column_size``; the text length before 14), not compared.
 - Tables with a primary key (or a unique index on NOT NULL columns) are compared in key ranges of
   about ``chunk_rows`` rows. A single integer key is cut into fixed-width ranges that each side
   aggregates in one sequential pass (both sides in parallel); other keys are walked with
@@ -25,6 +32,7 @@ Method (documented in docs/postgresql-verification.md):
 from __future__ import annotations
 
 import fnmatch
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -58,6 +66,8 @@ SELECT n.nspname, c.relname, c.relkind,
     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
   (SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FROM pg_attribute a
     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT array_agg({deterministic} ORDER BY a.attnum) FROM pg_attribute a
+    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
   (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM (
      SELECT i.indkey, i.indisprimary FROM pg_index i
       WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
@@ -73,6 +83,18 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 ORDER BY 1, 2
 """
+# Whether each column's collation compares bytes (PostgreSQL 12+); NULL collation: not a text type.
+_DETERMINISTIC = "coalesce((SELECT co.collisdeterministic FROM pg_collation co WHERE co.oid = a.attcollation), true)"
+
+# Types whose values are equal exactly when their text is equal (under compare's session settings),
+# so hashing them as themselves agrees with hashing their text. Not numeric (1.5 = 1.50), floats
+# (-0 = 0), jsonb (1.0 = 1.00), interval ('1 day' = '24 hours'), char(n) (trailing blanks), arrays.
+NATIVE_TYPES = frozenset(
+    ("smallint", "integer", "bigint", "boolean", "date", "time without time zone", "timestamp without time zone",
+     "timestamp with time zone", "uuid", "bytea", "text", "character varying", "oid")
+)  # fmt: skip
+NATIVE_FROM = 140000  # hash_record_extended
+_TYPMOD = re.compile(r"\(\d+(?:,\d+)?\)")
 
 
 class _Side:
@@ -86,18 +108,21 @@ class _Side:
             self.db.execute(stmt)
         # The snapshot is taken by the first query, not by BEGIN: take it now, for both sides at once.
         self.snapshot = self.db.execute("SELECT pg_current_snapshot()::text").fetchone()[0]
+        self.version = int(self.db.execute("SHOW server_version_num").fetchone()[0])
 
     def query(self, stmt: Any, params: Any = None) -> list:
         return self.db.execute(stmt, params).fetchall()
 
     def tables(self, schemas: list | None) -> dict:
         out = {}
-        for nsp, name, relkind, cols, types, key in self.query(Q_TABLES, {"schemas": list(schemas) if schemas else None}):
+        query = Q_TABLES.replace("{deterministic}", _DETERMINISTIC if self.version >= 120000 else "true")
+        for nsp, name, relkind, cols, types, deterministic, key in self.query(query, {"schemas": list(schemas) if schemas else None}):
             out[f"{nsp}.{name}"] = {
                 "schema": nsp,
                 "name": name,
                 "only": relkind == "r",  # plain tables: leave inheritance children to their own comparison
                 "columns": dict(zip(cols or [], types or [])),
+                "deterministic": dict(zip(cols or [], deterministic or [])),
                 "key": list(key or []),
             }
         return out
@@ -131,8 +156,21 @@ class _TableCompare:
         self.span_fits = False
         rel = sql.Identifier(s["schema"], s["name"])
         self.rel = sql.SQL("ONLY {}").format(rel) if s["only"] else rel
-        self.row = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(sql.Identifier(c) for c in self.columns))
+        self.native = src.version >= NATIVE_FROM and dst.version >= NATIVE_FROM
+        self.row_text = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(sql.Identifier(c) for c in self.columns))
+        self.row = (
+            sql.SQL("ROW({})").format(sql.SQL(", ").join(self._hashed(c, s, t) for c in self.columns)) if self.native else self.row_text
+        )
         self.keys = sql.SQL(", ").join(sql.Identifier(k) for k in self.key)
+
+    def _hashed(self, column: str, s: dict, t: dict) -> Any:
+        """A column as the fingerprint hashes it: as itself where that agrees with its text, else as text."""
+        typ = s["columns"][column]
+        same = typ == t["columns"][column] and s["deterministic"].get(column, True) and t["deterministic"].get(column, True)
+        if same and _TYPMOD.sub("", typ) in NATIVE_TYPES:
+            return sql.Identifier(column)
+        # COLLATE "C": the hash of a text follows its collation, and a nondeterministic one hashes 'A' like 'a'.
+        return sql.SQL('{}::text COLLATE "C"').format(sql.Identifier(column))
 
     def _keyrow(self) -> Any:
         return sql.SQL("ROW({})").format(self.keys)
@@ -141,10 +179,18 @@ class _TableCompare:
         return sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.SQL("%s::" + t) for t in self.key_types))
 
     def _agg(self) -> Any:
-        # Rows of a keyed table are distinct (the key is part of the text), so XOR of the 64-bit
+        """count, fingerprint, second fingerprint (compared) and bytes (reported only)."""
+        # Rows of a keyed table are distinct (the key is part of the row), so XOR of the 64-bit
         # fingerprints identifies the set; without a key, duplicates are possible and need a sum.
-        combine = "bit_xor" if self.key else "sum"
-        return sql.SQL(f"count(*), coalesce({combine}(hashtextextended(t, 0)), 0), coalesce(sum(octet_length(t)), 0)")
+        c = "bit_xor" if self.key else "sum"
+        if self.native:
+            return sql.SQL(
+                f"count(*), coalesce({c}(hash_record_extended(t, 0)), 0), coalesce({c}(hash_record_extended(t, 1)), 0),"
+                " coalesce(sum(pg_column_size(t)), 0)"
+            )
+        return sql.SQL(
+            f"count(*), coalesce({c}(hashtextextended(t, 0)), 0), coalesce(sum(octet_length(t)), 0), coalesce(sum(octet_length(t)), 0)"
+        )
 
     def source_chunk(self, after: tuple | None) -> tuple:
         where = sql.SQL("WHERE {} > {}").format(self._keyrow(), self._params_row()) if after is not None else sql.SQL("")
@@ -155,7 +201,7 @@ class _TableCompare:
             "SELECT agg.*, last.* FROM agg LEFT JOIN (SELECT {keys} FROM x ORDER BY {desc} LIMIT 1) last ON true"
         ).format(keys=self.keys, row=self.row, rel=self.rel, where=where, n=sql.Literal(self.chunk_rows), agg=self._agg(), desc=desc)
         row = self.src.query(stmt, after)[0]
-        return row[0], row[1], row[2], tuple(row[3:]) if row[0] else None
+        return tuple(row[:4]), tuple(row[4:]) if row[0] else None
 
     def target_range(self, after: tuple | None, through: tuple | None) -> tuple:
         conds, params = [], []
@@ -185,7 +231,7 @@ class _TableCompare:
             params += list(through)
         where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
         stmt = sql.SQL("SELECT {keys}, {row} FROM {rel} {where} ORDER BY {keys} LIMIT {n}").format(
-            keys=self.keys, row=self.row, rel=self.rel, where=where, n=sql.Literal(self.chunk_rows * 2)
+            keys=self.keys, row=self.row_text, rel=self.rel, where=where, n=sql.Literal(self.chunk_rows * 2)
         )
         return {tuple(_jsonable(v) for v in r[:-1]): r[-1] for r in side.query(stmt, params)}
 
@@ -220,13 +266,13 @@ class _TableCompare:
         out["ranges"] = len(a.keys() | b.keys())
         mismatches = 0
         for i in sorted(a.keys() | b.keys()):
-            ra, rb = a.get(i, (0, 0, 0)), b.get(i, (0, 0, 0))
-            if ra != rb:
+            ra, rb = a.get(i, (0, 0, 0, 0)), b.get(i, (0, 0, 0, 0))
+            if ra[:3] != rb[:3]:
                 mismatches += 1
                 lo = low + i * width
                 self._report(out, (lo - 1,), (lo + width - 1,), ra[0], rb[0])
-        src = [sum(v[0] for v in a.values()), sum(v[2] for v in a.values())]
-        dst = [sum(v[0] for v in b.values()), sum(v[2] for v in b.values())]
+        src = [sum(v[0] for v in a.values()), sum(v[3] for v in a.values())]
+        dst = [sum(v[0] for v in b.values()), sum(v[3] for v in b.values())]
         return src[0], src[1], dst[0], dst[1], mismatches
 
     def run(self) -> dict:
@@ -240,20 +286,21 @@ class _TableCompare:
         elif not self.key:
             fa, fb = self.pool.submit(self.whole, self.src), self.pool.submit(self.whole, self.dst)
             a, b = fa.result(), fb.result()
-            src_rows, src_bytes, dst_rows, dst_bytes = a[0], a[2], b[0], b[2]
+            src_rows, src_bytes, dst_rows, dst_bytes = a[0], a[3], b[0], b[3]
             out["ranges"] = 1
-            if a != b:
+            if a[:3] != b[:3]:
                 mismatches = 1
                 out["mismatched_ranges"].append({"after": None, "through": None, "source_rows": a[0], "target_rows": b[0]})
         else:
             prev = None
             fut = self.pool.submit(self.source_chunk, prev)
             while True:
-                count, hsum, nbytes, last = fut.result()
+                sums, last = fut.result()
+                count, nbytes = sums[0], sums[3]
                 if not count:
                     tail = self.target_range(prev, None)
                     dst_rows += tail[0]
-                    dst_bytes += tail[2]
+                    dst_bytes += tail[3]
                     if tail[0]:
                         mismatches += 1
                         self._report(out, prev, None, 0, tail[0])
@@ -265,8 +312,8 @@ class _TableCompare:
                 src_rows += count
                 src_bytes += nbytes
                 dst_rows += t[0]
-                dst_bytes += t[2]
-                if (count, hsum, nbytes) != t:
+                dst_bytes += t[3]
+                if sums[:3] != t[:3]:
                     mismatches += 1
                     self._report(out, prev, last, count, t[0])
                 prev = last
@@ -484,7 +531,7 @@ def _compare(src, dst, schemas, tables, exclude, mappings, assertions, chunk_row
         "mb_per_s": round(int(nbytes) / 1e6 / seconds, 1) if seconds > 0 else None,
         "summary": (
             f"compared {len(results)} table(s), {len(mapping_results)} mapping(s), {len(assertion_results)} assertion(s): "
-            f"{rows} rows, {int(nbytes) / 1e6:.1f} MB of row text in {seconds:.2f} s "
+            f"{rows} rows, {int(nbytes) / 1e6:.1f} MB of row data in {seconds:.2f} s "
             f"({(int(nbytes) / 1e6 / seconds) if seconds > 0 else 0:.1f} MB/s); {len(problems) and 'MISMATCH' or 'equal'}"
         ),
     }

@@ -101,8 +101,11 @@ options:
     type: bool
     default: true
 notes:
-  - Range checksums combine 64-bit C(hashtextextended) fingerprints of each row's text form (XOR for keyed tables, sum
-    otherwise) with the row count and text length, over the columns both sides have.
+  - Range checksums combine two 64-bit C(hash_record_extended) fingerprints of each row (XOR for keyed tables, sum
+    otherwise) with the row count, over the columns both sides have. Columns are hashed as their own type only where
+    that agrees with their text (integers, booleans, dates, times, timestamps, uuid, bytea, deterministic text and
+    varchar, same type on both sides), otherwise as text; so rows are equal exactly when they print the same.
+    Before PostgreSQL 14 the fingerprint is C(hashtextextended) of the row's text.
   - Values print the same on both sides because the module fixes DateStyle, IntervalStyle, TimeZone,
     extra_float_digits and bytea_output for its sessions.
 seealso:
@@ -176,7 +179,7 @@ rows:
   returned: always
   type: int
 bytes:
-  description: Bytes of row text checksummed on both sides.
+  description: Bytes of row data checksummed on both sides (each row's size as the server holds it; its text before PostgreSQL 14).
   returned: always
   type: int
 seconds:

@@ -139,3 +139,59 @@ def test_bad_input_is_refused_clearly(pair):
         pg_compare.compare(a.conn, b.conn, tables=["nope"])
     with pytest.raises(InvalidInput, match="mapping users source_query failed"):
         pg_compare.compare(a.conn, b.conn, mappings=[{"table": "users", "source_query": "SELECT nope", "target_query": "SELECT 1"}])
+
+
+FINGERPRINT = """
+CREATE COLLATION IF NOT EXISTS ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE kinds (id uuid PRIMARY KEY, n int, big bigint, label varchar(20), name text COLLATE ci, at timestamptz,
+  day date, ok boolean, raw bytea, price numeric(10,2), ratio float8, doc json, spot point, span interval);
+INSERT INTO kinds SELECT md5(i::text)::uuid, i, i * 1000000000::bigint, 'label ' || i, 'Name ' || i,
+  timestamptz '2025-01-01 12:00+00' + i * interval '1 hour', date '2025-01-01' + i, i % 2 = 0, decode(md5(i::text), 'hex'),
+  i * 1.25, CASE WHEN i = 17 THEN 0 ELSE i / 3.0 END, json_build_object('i', i), point(i, i), i * interval '1 minute'
+  FROM generate_series(1, 400) i;
+"""
+CHANGES = [
+    ("n", "UPDATE kinds SET n = -1 WHERE n = 17"),
+    ("label", "UPDATE kinds SET label = 'label 17 ' WHERE n = 17"),  # a trailing blank
+    ("name", "UPDATE kinds SET name = 'NAME 17' WHERE n = 17"),  # equal under the case-insensitive collation
+    ("at", "UPDATE kinds SET at = at + interval '1 microsecond' WHERE n = 17"),
+    ("raw", "UPDATE kinds SET raw = raw || '\\x00'::bytea WHERE n = 17"),
+    ("price", "UPDATE kinds SET price = price + 0.01 WHERE n = 17"),
+    ("ratio", "UPDATE kinds SET ratio = '-0'::float8 WHERE n = 17"),  # equal to 0, printed -0
+    ("doc", "UPDATE kinds SET doc = '{\"i\": 17.0}' WHERE n = 17"),
+    ("span", "UPDATE kinds SET span = span + interval '1 day' - interval '24 hours' WHERE n = 17"),  # equal, printed differently
+]
+
+
+@pytest.mark.parametrize("column,change", CHANGES, ids=[c for c, _ in CHANGES])
+def test_every_printed_difference_is_found_whatever_the_type(pg, column, change):
+    """Columns are hashed as themselves only where that agrees with their text: no change that prints differently is missed."""
+    a, b = pg.create_database(), pg.create_database()
+    try:
+        for db in (a, b):
+            db.execute(FINGERPRINT)
+        assert pg_compare.compare(a.conn, b.conn)["equal"]
+        b.execute(change)
+        r = pg_compare.compare(a.conn, b.conn, fail_on_mismatch=False)
+        assert not r["equal"], f"a change of {column} was missed"
+        (t,) = r["tables"]
+        assert t["mismatches"] == 1 and t["source_rows"] == t["target_rows"] == 400
+    finally:
+        pg.drop_database(a.name)
+        pg.drop_database(b.name)
+
+
+def test_a_migration_that_widens_types_compares_by_value_as_printed(pg):
+    """int -> bigint, varchar(20) -> text, numeric(10,2) -> numeric(12,2): same text, so equal; numeric scale change: not."""
+    a, b = pg.create_database(), pg.create_database()
+    try:
+        for db in (a, b):
+            db.execute("CREATE TABLE t (id int PRIMARY KEY, v varchar(20), p numeric(10,2))")
+            db.execute("INSERT INTO t SELECT i, 'v' || i, i / 4.0 FROM generate_series(1, 100) i")
+        b.execute("ALTER TABLE t ALTER COLUMN id TYPE bigint, ALTER COLUMN v TYPE text, ALTER COLUMN p TYPE numeric(12,2)")
+        assert pg_compare.compare(a.conn, b.conn)["equal"]
+        b.execute("ALTER TABLE t ALTER COLUMN p TYPE numeric(12,3)")  # 0.25 prints 0.250 now
+        assert not pg_compare.compare(a.conn, b.conn, fail_on_mismatch=False)["equal"]
+    finally:
+        pg.drop_database(a.name)
+        pg.drop_database(b.name)
