@@ -13,6 +13,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +124,36 @@ class _Server:
         from psycopg import sql
 
         with psycopg.connect(self.uri(), autocommit=True) as c:
+            if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                self._release_replication(c, name)
             c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def _release_replication(self, c, name: str) -> None:
+        """What a failed test may leave and DROP DATABASE refuses: subscriptions in the database, slots on it."""
+        import psycopg
+        from psycopg import sql
+
+        if c.execute("SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = %s", (name,)).fetchone():
+            with psycopg.connect(self.uri(name), autocommit=True) as db:
+                for (sub,) in db.execute(
+                    "SELECT subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = %s", (name,)
+                ).fetchall():
+                    ident = sql.Identifier(sub)
+                    db.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+                    db.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+                    db.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+        for _attempt in range(50):
+            slots = c.execute("SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s", (name,)).fetchall()
+            if not slots:
+                return
+            for slot, pid in slots:
+                if pid:
+                    c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                try:
+                    c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                except psycopg.errors.ObjectInUse:
+                    pass  # its subscriber reconnected: terminate it again
+            time.sleep(0.1)
 
     def databases(self) -> list[str]:
         import psycopg
