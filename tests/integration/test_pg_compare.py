@@ -163,7 +163,7 @@ CHANGES = [
 ]
 
 
-@pytest.mark.parametrize("column,change", CHANGES, ids=[c for c, _ in CHANGES])
+@pytest.mark.parametrize("column,change", CHANGES, ids=[change[0] for change in CHANGES])
 def test_every_printed_difference_is_found_whatever_the_type(pg, column, change):
     """Columns are hashed as themselves only where that agrees with their text: no change that prints differently is missed."""
     a, b = pg.create_database(), pg.create_database()
