@@ -20,7 +20,9 @@ Method (documented in docs/postgresql-verification.md):
   the server holds them (``pg_column_size``; the text length before 14), not compared.
 - Tables with a primary key (or a unique index on NOT NULL columns) are compared in key ranges of
   about ``chunk_rows`` rows. A single integer key is cut into fixed-width ranges that each side
-  aggregates in one sequential pass (both sides in parallel); other keys are walked with
+  aggregates in one sequential pass (both sides in parallel). Other keys of common types are cut
+  at keys sampled from the source (``TABLESAMPLE``) and both sides aggregate the ranges in one
+  sequential pass (``width_bucket``, text under ``COLLATE "C"``). The rest are walked with
   ``WHERE key > last ORDER BY key LIMIT n`` on the source while the target aggregates the same
   range, in parallel with the source's next range. Memory stays bounded by one range's numbers.
   Tables without such a key are compared as one range.
@@ -94,6 +96,14 @@ NATIVE_TYPES = frozenset(
      "timestamp with time zone", "uuid", "bytea", "text", "character varying", "oid")
 )  # fmt: skip
 NATIVE_FROM = 140000  # hash_record_extended
+# Key types whose ranges are cut at sampled keys and found with width_bucket in one sequential pass
+# per side (text keys compared under the "C" collation on both sides); other keys are walked by index.
+SAMPLED_KEY_TYPES = frozenset(
+    ("smallint", "integer", "bigint", "numeric", "boolean", "date", "time without time zone", "timestamp without time zone",
+     "timestamp with time zone", "uuid", "text", "character varying", "character")
+)  # fmt: skip
+_COLLATABLE = ("text", "character varying", "character")
+MAX_BOUND_PARAMS = 30000  # sampled range bounds are query parameters (psycopg allows 65535)
 _TYPMOD = re.compile(r"\(\d+(?:,\d+)?\)")
 
 
@@ -154,8 +164,10 @@ class _TableCompare:
         self.key = s["key"] if s["key"] and all(k in t["columns"] for k in s["key"]) else []
         self.key_types = [s["columns"][k] for k in self.key]
         self.span_fits = False
+        self.schema, self.name = s["schema"], s["name"]
         rel = sql.Identifier(s["schema"], s["name"])
         self.rel = sql.SQL("ONLY {}").format(rel) if s["only"] else rel
+        self.plain = bool(s["only"])  # TABLESAMPLE only on plain tables: a partitioned table's keys are walked by index
         self.native = src.version >= NATIVE_FROM and dst.version >= NATIVE_FROM
         self.row_text = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(sql.Identifier(c) for c in self.columns))
         self.row = (
@@ -179,24 +191,26 @@ class _TableCompare:
         return sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.SQL("%s::" + t) for t in self.key_types))
 
     def _agg(self) -> Any:
-        """count, fingerprint, second fingerprint (compared) and bytes (reported only)."""
+        """count, fingerprint, second fingerprint (compared) and bytes (reported only).
+
+        The row is aliased ``dualboot_row``: a plain ``t`` collided with key columns named t in ORDER BY.
+        """
         # Rows of a keyed table are distinct (the key is part of the row), so XOR of the 64-bit
         # fingerprints identifies the set; without a key, duplicates are possible and need a sum.
-        c = "bit_xor" if self.key else "sum"
+        c, r = ("bit_xor" if self.key else "sum"), "dualboot_row"
         if self.native:
             return sql.SQL(
-                f"count(*), coalesce({c}(hash_record_extended(t, 0)), 0), coalesce({c}(hash_record_extended(t, 1)), 0),"
-                " coalesce(sum(pg_column_size(t)), 0)"
+                f"count(*), coalesce({c}(hash_record_extended({r}, 0)), 0), coalesce({c}(hash_record_extended({r}, 1)), 0),"
+                f" coalesce(sum(pg_column_size({r})), 0)"
             )
-        return sql.SQL(
-            f"count(*), coalesce({c}(hashtextextended(t, 0)), 0), coalesce(sum(octet_length(t)), 0), coalesce(sum(octet_length(t)), 0)"
-        )
+        size = f"coalesce(sum(octet_length({r})), 0)"
+        return sql.SQL(f"count(*), coalesce({c}(hashtextextended({r}, 0)), 0), {size}, {size}")
 
     def source_chunk(self, after: tuple | None) -> tuple:
         where = sql.SQL("WHERE {} > {}").format(self._keyrow(), self._params_row()) if after is not None else sql.SQL("")
         desc = sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier(k)) for k in self.key)
         stmt = sql.SQL(
-            "WITH x AS MATERIALIZED (SELECT {keys}, {row} AS t FROM {rel} {where} ORDER BY {keys} LIMIT {n}), "
+            "WITH x AS MATERIALIZED (SELECT {keys}, {row} AS dualboot_row FROM {rel} {where} ORDER BY {keys} LIMIT {n}), "
             "agg AS (SELECT {agg} FROM x) "
             "SELECT agg.*, last.* FROM agg LEFT JOIN (SELECT {keys} FROM x ORDER BY {desc} LIMIT 1) last ON true"
         ).format(keys=self.keys, row=self.row, rel=self.rel, where=where, n=sql.Literal(self.chunk_rows), agg=self._agg(), desc=desc)
@@ -212,13 +226,13 @@ class _TableCompare:
             conds.append(sql.SQL("{} <= {}").format(self._keyrow(), self._params_row()))
             params += list(through)
         where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
-        stmt = sql.SQL("SELECT {agg} FROM (SELECT {row} AS t FROM {rel} {where}) x").format(
+        stmt = sql.SQL("SELECT {agg} FROM (SELECT {row} AS dualboot_row FROM {rel} {where}) x").format(
             agg=self._agg(), row=self.row, rel=self.rel, where=where
         )
         return tuple(self.dst.query(stmt, params)[0])
 
     def whole(self, side: _Side) -> tuple:
-        stmt = sql.SQL("SELECT {agg} FROM (SELECT {row} AS t FROM {rel}) x").format(agg=self._agg(), row=self.row, rel=self.rel)
+        stmt = sql.SQL("SELECT {agg} FROM (SELECT {row} AS dualboot_row FROM {rel}) x").format(agg=self._agg(), row=self.row, rel=self.rel)
         return tuple(side.query(stmt)[0])
 
     def rows_in_range(self, side: _Side, after: tuple | None, through: tuple | None) -> dict:
@@ -229,11 +243,113 @@ class _TableCompare:
         if through is not None:
             conds.append(sql.SQL("{} <= {}").format(self._keyrow(), self._params_row()))
             params += list(through)
+        return self._rows_where(side, conds, params)
+
+    def _rows_where(self, side: _Side, conds: list, params: list) -> dict:
         where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
-        stmt = sql.SQL("SELECT {keys}, {row} FROM {rel} {where} ORDER BY {keys} LIMIT {n}").format(
+        stmt = sql.SQL("SELECT {keys}, {row} AS dualboot_row FROM {rel} {where} ORDER BY {keys} LIMIT {n}").format(
             keys=self.keys, row=self.row_text, rel=self.rel, where=where, n=sql.Literal(self.chunk_rows * 2)
         )
         return {tuple(_jsonable(v) for v in r[:-1]): r[-1] for r in side.query(stmt, params)}
+
+    def _key_type(self, i: int) -> str:
+        return _TYPMOD.sub("", self.key_types[i])
+
+    def _sampled_key(self) -> Any:
+        """The key as bucketed: one column or a ROW, text columns under the "C" collation."""
+        parts = [
+            sql.SQL('{} COLLATE "C"' if self._key_type(i) in _COLLATABLE else "{}").format(sql.Identifier(k))
+            for i, k in enumerate(self.key)
+        ]
+        return parts[0] if len(parts) == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(parts))
+
+    def _sampled_bound(self) -> Any:
+        """A key value as a parameter, typed (and collated) like :meth:`_sampled_key`."""
+        parts = [sql.SQL("%s::" + t + (' COLLATE "C"' if self._key_type(i) in _COLLATABLE else "")) for i, t in enumerate(self.key_types)]
+        return parts[0] if len(parts) == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(parts))
+
+    def sample_bounds(self) -> list[tuple]:
+        """Keys that cut the source into ranges of about chunk_rows rows, from a sample of its pages."""
+        s = self.src
+        est = s.query(
+            "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s",
+            (self.schema, self.name),
+        )[0][0]
+        if est is None or est < 0:  # never analyzed
+            est = s.query(sql.SQL("SELECT count(*) FROM {}").format(self.rel))[0][0]
+        ranges = min(MAX_BUCKETS, MAX_BOUND_PARAMS // len(self.key), -(-est // self.chunk_rows))
+        if ranges <= 1:
+            return []
+        percent = min(100.0, 100.0 * max(ranges * 20, 5000) / est)
+        rows = s.query(
+            sql.SQL("SELECT {keys} FROM {rel} TABLESAMPLE SYSTEM ({pct}) ORDER BY {keys}").format(
+                keys=sql.SQL(", ").join(
+                    sql.SQL('{} COLLATE "C"' if self._key_type(i) in _COLLATABLE else "{}").format(sql.Identifier(k))
+                    for i, k in enumerate(self.key)
+                ),
+                rel=self.rel,
+                pct=sql.Literal(percent),
+            )
+        )
+        bounds: list[tuple] = []
+        for i in range(1, ranges):
+            if not rows:
+                break
+            b = tuple(rows[i * len(rows) // ranges])
+            if not bounds or b != bounds[-1]:
+                bounds.append(b)
+        return bounds
+
+    def sampled_buckets(self, side: _Side, bounds: list[tuple]) -> dict:
+        arr = sql.SQL("ARRAY[{}]").format(sql.SQL(", ").join(self._sampled_bound() for _b in bounds))
+        stmt = sql.SQL(
+            "SELECT width_bucket({key}, {arr}) AS b, {agg} FROM (SELECT {cols}, {row} AS dualboot_row FROM {rel}) x GROUP BY 1"
+        ).format(key=self._sampled_key(), arr=arr, agg=self._agg(), cols=self.keys, row=self.row, rel=self.rel)
+        return {int(r[0]): tuple(r[1:]) for r in side.query(stmt, [v for b in bounds for v in b])}
+
+    def run_sampled(self, out: dict) -> tuple:
+        """Other keys: cut at sampled source keys; both sides aggregate the ranges in one sequential pass each."""
+        bounds = self.sample_bounds()
+        if not bounds:
+            fa, fb = self.pool.submit(self.whole, self.src), self.pool.submit(self.whole, self.dst)
+            a, b = {0: fa.result()}, {0: fb.result()}
+        else:
+            fa, fb = self.pool.submit(self.sampled_buckets, self.src, bounds), self.pool.submit(self.sampled_buckets, self.dst, bounds)
+            a, b = fa.result(), fb.result()
+        out["ranges"] = len(bounds) + 1
+        mismatches = 0
+        for i in sorted(a.keys() | b.keys()):
+            ra, rb = a.get(i, (0, 0, 0, 0)), b.get(i, (0, 0, 0, 0))
+            if ra[:3] != rb[:3]:
+                mismatches += 1
+                self._report_from(out, bounds[i - 1] if i > 0 else None, bounds[i] if i < len(bounds) else None, ra[0], rb[0])
+        src = [sum(v[0] for v in a.values()), sum(v[3] for v in a.values())]
+        dst = [sum(v[0] for v in b.values()), sum(v[3] for v in b.values())]
+        return src[0], src[1], dst[0], dst[1], mismatches
+
+    def _report_from(self, out: dict, low: tuple | None, high: tuple | None, src_rows: int, dst_rows: int) -> None:
+        """A mismatched sampled range: keys from ``low`` (included) before ``high`` (excluded)."""
+        if len(out["mismatched_ranges"]) >= MAX_RANGES_REPORTED:
+            return
+        item: dict = {
+            "from": _key_dict(self.key, low),
+            "before": _key_dict(self.key, high),
+            "source_rows": src_rows,
+            "target_rows": dst_rows,
+        }
+        if self.show_rows:
+            conds, params = [], []
+            if low is not None:
+                conds.append(sql.SQL("{} >= {}").format(self._sampled_key(), self._sampled_bound()))
+                params += list(low)
+            if high is not None:
+                conds.append(sql.SQL("{} < {}").format(self._sampled_key(), self._sampled_bound()))
+                params += list(high)
+            a, b = self._rows_where(self.src, conds, params), self._rows_where(self.dst, conds, params)
+            diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            item["rows"] = [{"key": _key_dict(self.key, k), "source": a.get(k), "target": b.get(k)} for k in diff[:MAX_ROWS_SHOWN]]
+        out["mismatched_ranges"].append(item)
 
     def bounds(self, side: _Side) -> tuple:
         k = sql.Identifier(self.key[0])
@@ -243,7 +359,7 @@ class _TableCompare:
         k = sql.Identifier(self.key[0])
         # bigint arithmetic when the key span allows it (numeric is much slower per row)
         bucket = "({k} - {low}) / {w}" if self.span_fits else "div({k}::numeric - {low}, {w})"
-        stmt = sql.SQL("SELECT " + bucket + " AS b, {agg} FROM (SELECT {k}, {row} AS t FROM {rel}) x GROUP BY 1").format(
+        stmt = sql.SQL("SELECT " + bucket + " AS b, {agg} FROM (SELECT {k}, {row} AS dualboot_row FROM {rel}) x GROUP BY 1").format(
             k=k, low=sql.Literal(low), w=sql.Literal(width), agg=self._agg(), row=self.row, rel=self.rel
         )
         return {int(r[0]): tuple(r[1:]) for r in side.query(stmt)}
@@ -283,6 +399,9 @@ class _TableCompare:
         if self.key and len(self.key) == 1 and self.key_types[0] in ("smallint", "integer", "bigint"):
             out["method"] = "key ranges (one pass)"
             src_rows, src_bytes, dst_rows, dst_bytes, mismatches = self.run_buckets(out)
+        elif self.key and self.plain and all(self._key_type(i) in SAMPLED_KEY_TYPES for i in range(len(self.key))):
+            out["method"] = "key ranges (one pass, sampled bounds)"
+            src_rows, src_bytes, dst_rows, dst_bytes, mismatches = self.run_sampled(out)
         elif not self.key:
             fa, fb = self.pool.submit(self.whole, self.src), self.pool.submit(self.whole, self.dst)
             a, b = fa.result(), fb.result()
@@ -473,9 +592,10 @@ def _compare(src, dst, schemas, tables, exclude, mappings, assertions, chunk_row
                 else:
                     problems.append(f"table {name}: content differs in {r['mismatches']} key range(s) (same row count {r['source_rows']})")
                 for rng in r["mismatched_ranges"][:3]:
-                    problems.append(
-                        f"  {name} range after {rng['after']} through {rng['through']}: {rng['source_rows']} vs {rng['target_rows']} rows"
+                    where = (
+                        f"from {rng['from']} before {rng['before']}" if "from" in rng else f"after {rng['after']} through {rng['through']}"
                     )
+                    problems.append(f"  {name} range {where}: {rng['source_rows']} vs {rng['target_rows']} rows")
     for name in only_source:
         problems.append(f"table {name} is missing on target")
 

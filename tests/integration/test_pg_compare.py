@@ -40,7 +40,7 @@ def test_r5_identical_copies_are_equal_with_throughput(pair, run_module):
     by = {t["table"]: t for t in r["tables"]}
     assert by["public.users"]["ranges"] == 7 and by["public.users"]["source_rows"] == by["public.users"]["target_rows"] == 2000
     assert by["public.users"]["method"] == "key ranges (one pass)"
-    assert by["public.orders"]["key"] == ["shop", "no"] and by["public.orders"]["method"] == "key ranges"
+    assert by["public.orders"]["key"] == ["shop", "no"] and by["public.orders"]["method"] == "key ranges (one pass, sampled bounds)"
     assert by["public.events"]["method"] == "whole table"
     assert r["rows"] == 2 * (2000 + 1500 + 300) and r["bytes"] > 100_000 and r["mb_per_s"] > 0
     assert "MB/s" in r["summary"]
@@ -75,10 +75,12 @@ def test_missing_extra_rows_and_tables(pair):
     assert (extra["source_rows"], extra["target_rows"]) == (0, 1)
     assert extra["after"]["user_id"] < 99999 <= extra["through"]["user_id"]
     orders = next(t for t in d["tables"] if t["table"] == "public.orders")
-    assert (
-        orders["method"] == "key ranges"
-        and orders["mismatched_ranges"][0]["target_rows"] == orders["mismatched_ranges"][0]["source_rows"] - 1
-    )
+    assert orders["method"] == "key ranges (one pass, sampled bounds)" and orders["ranges"] > 1
+    (rng,) = orders["mismatched_ranges"]
+    assert rng["target_rows"] == rng["source_rows"] - 1
+    low, high = (rng["from"] or {"shop": -1, "no": 0}), (rng["before"] or {"shop": 99, "no": 0})
+    assert (low["shop"], low["no"]) <= (2, 7) < (high["shop"], high["no"])  # the deleted row (7 % 5 = 2, 7)
+    assert any(p.startswith("  public.orders range from ") for p in d["problems"])
     assert d["tables_only_in_source"] == ["public.events"] and d["tables_only_in_target"] == ["public.brand_new"]
 
 
@@ -207,3 +209,50 @@ def test_servers_without_hash_record_extended_hash_the_row_text(pair, monkeypatc
     b.execute("UPDATE events SET kind = 'K0' WHERE kind = 'k0' AND at = (SELECT min(at) FROM events WHERE kind = 'k0')")
     r = pg_compare.compare(a.conn, b.conn, chunk_rows=400, fail_on_mismatch=False)
     assert [t["table"] for t in r["tables"] if not t["equal"]] == ["public.events"]
+
+
+SAMPLED = """
+CREATE TYPE tier AS ENUM ('gold', 'silver');
+CREATE TABLE people (email text PRIMARY KEY, name text);
+INSERT INTO people SELECT 'User' || i || '@example.org', 'name ' || i FROM generate_series(1, 3000) i;
+CREATE TABLE members (t tier, id int, since date, PRIMARY KEY (t, id));
+INSERT INTO members SELECT CASE WHEN i % 2 = 0 THEN 'gold'::tier ELSE 'silver' END, i, date '2020-01-01' + i
+  FROM generate_series(1, 1000) i;
+CREATE TABLE parts (region text, id int, v int, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+CREATE TABLE parts_eu PARTITION OF parts FOR VALUES IN ('eu');
+CREATE TABLE parts_us PARTITION OF parts FOR VALUES IN ('us');
+INSERT INTO parts SELECT CASE WHEN i % 2 = 0 THEN 'eu' ELSE 'us' END, i, i FROM generate_series(1, 1000) i;
+ANALYZE;
+"""
+
+
+def test_sampled_ranges_for_text_keys_and_the_index_walk_for_the_rest(pg):
+    """Text and composite keys: ranges cut at sampled keys, one pass per side; enum keys and partitioned tables: index walk."""
+    a, b = pg.create_database(), pg.create_database()
+    try:
+        for db in (a, b):
+            db.execute(SAMPLED)
+        r = pg_compare.compare(a.conn, b.conn, chunk_rows=250)
+        by = {t["table"]: t for t in r["tables"]}
+        assert by["public.people"]["method"] == "key ranges (one pass, sampled bounds)" and by["public.people"]["ranges"] > 5
+        assert by["public.members"]["method"] == "key ranges" and by["public.parts"]["method"] == "key ranges"
+        assert r["equal"]
+        b.execute("UPDATE people SET name = 'changed' WHERE email = 'User2024@example.org'")
+        b.execute("UPDATE members SET since = since + 1 WHERE id = 500; UPDATE parts SET v = -v WHERE id = 501")
+        r = pg_compare.compare(a.conn, b.conn, chunk_rows=250, show_rows=True, fail_on_mismatch=False)
+        by = {t["table"]: t for t in r["tables"]}
+        assert [t for t in by if not by[t]["equal"]] == ["public.members", "public.parts", "public.people"]
+        (rng,) = by["public.people"]["mismatched_ranges"]
+        # bytewise ("C") order on both sides, whatever the databases' collation
+        assert (
+            (rng["from"] or {"email": ""})["email"].encode()
+            <= b"User2024@example.org"
+            < (rng["before"] or {"email": "~"})["email"].encode()
+        )
+        assert rng["rows"] == [
+            {"key": {"email": "User2024@example.org"}, "source": rng["rows"][0]["source"], "target": rng["rows"][0]["target"]}
+        ]
+        assert "changed" in rng["rows"][0]["target"] and "changed" not in rng["rows"][0]["source"]
+    finally:
+        pg.drop_database(a.name)
+        pg.drop_database(b.name)
