@@ -150,7 +150,11 @@ problems:
   elements: str
   sample: ["table public.users: content differs in 1 key range(s) (same row count 1000)"]
 tables:
-  description: Per table the method (key ranges or whole table), key, ranges, rows and bytes per side, mismatched ranges.
+  description:
+    - Per table the method (key ranges, key ranges in one pass, key ranges with sampled bounds, or whole table), key, ranges,
+      rows and bytes per side, mismatched ranges.
+    - A mismatched range is bounded by C(after) (excluded) and C(through) (included), or for sampled bounds by C(from)
+      (included) and C(before) (excluded); a missing bound is open.
   returned: always
   type: list
   elements: dict
