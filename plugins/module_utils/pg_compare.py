@@ -11,7 +11,7 @@ Method (documented in docs/postgresql-verification.md):
   sides have, in the source's column order, with two seeds (128 bits). A column is hashed as its
   own type only where text equality and value equality are the same thing and both sides have the
   same type (integers, booleans, dates, times, timestamps, uuid, bytea, text and varchar with a
-  deterministic collation); every other column is hashed as its text (``c::text``), so 1.5 and
+  deterministic collation); every other column is hashed as its text (``c::text COLLATE "C"``), so 1.5 and
   1.50 in a numeric, or a column whose type the migration changed, compare as they print. On a
   server older than 14 (no ``hash_record_extended``) the fingerprint is
   ``hashtextextended(ROW(...)::text, 0)``. A key range's checksum is the count and the XOR (keyed
@@ -227,13 +227,7 @@ class _TableCompare:
         return tuple(row[:4]), tuple(row[4:]) if row[0] else None
 
     def target_range(self, after: tuple | None, through: tuple | None) -> tuple:
-        conds, params = [], []
-        if after is not None:
-            conds.append(sql.SQL("{} > {}").format(self._keyrow(), self._params_row()))
-            params += list(after)
-        if through is not None:
-            conds.append(sql.SQL("{} <= {}").format(self._keyrow(), self._params_row()))
-            params += list(through)
+        conds, params = self._walked_range(after, through)
         where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
         stmt = sql.SQL("SELECT {agg} FROM (SELECT {row} AS dualboot_row FROM {rel} {where}) x").format(
             agg=self._agg(), row=self.row, rel=self.rel, where=where
@@ -244,15 +238,23 @@ class _TableCompare:
         stmt = sql.SQL("SELECT {agg} FROM (SELECT {row} AS dualboot_row FROM {rel}) x").format(agg=self._agg(), row=self.row, rel=self.rel)
         return tuple(side.query(stmt)[0])
 
-    def rows_in_range(self, side: _Side, after: tuple | None, through: tuple | None) -> dict:
+    @staticmethod
+    def _between(key: Any, bound: Any, low: tuple | None, low_op: str, high: tuple | None, high_op: str) -> tuple[list, list]:
+        """WHERE conditions and their parameters for keys between two bounds; a missing bound is open."""
         conds, params = [], []
-        if after is not None:
-            conds.append(sql.SQL("{} > {}").format(self._keyrow(), self._params_row()))
-            params += list(after)
-        if through is not None:
-            conds.append(sql.SQL("{} <= {}").format(self._keyrow(), self._params_row()))
-            params += list(through)
-        return self._rows_where(side, conds, params)
+        for value, op in ((low, low_op), (high, high_op)):
+            if value is not None:
+                conds.append(sql.SQL("{} " + op + " {}").format(key, bound))
+                params += list(value)
+        return conds, params
+
+    def _walked_range(self, after: tuple | None, through: tuple | None) -> tuple[list, list]:
+        """Keys after ``after`` (excluded) through ``through`` (included), in the key's own order."""
+        return self._between(self._keyrow(), self._params_row(), after, ">", through, "<=")
+
+    def _sampled_range(self, low: tuple | None, high: tuple | None) -> tuple[list, list]:
+        """Keys from ``low`` (included) before ``high`` (excluded), ordered as the sampled ranges are."""
+        return self._between(self._sampled_key(), self._sampled_bound(), low, ">=", high, "<")
 
     def _rows_where(self, side: _Side, conds: list, params: list) -> dict:
         where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
@@ -264,12 +266,16 @@ class _TableCompare:
     def _key_type(self, i: int) -> str:
         return _TYPMOD.sub("", self.key_types[i])
 
-    def _sampled_key(self) -> Any:
-        """The key as bucketed: one column or a ROW, text columns under the "C" collation."""
-        parts = [
+    def _sampled_key_columns(self) -> list:
+        """The key's columns as the sampled ranges order them: text columns under the "C" collation."""
+        return [
             sql.SQL('{} COLLATE "C"' if self._key_type(i) in _COLLATABLE else "{}").format(sql.Identifier(k))
             for i, k in enumerate(self.key)
         ]
+
+    def _sampled_key(self) -> Any:
+        """The key as bucketed: one column or a ROW of them."""
+        parts = self._sampled_key_columns()
         return parts[0] if len(parts) == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(parts))
 
     def _sampled_bound(self) -> Any:
@@ -293,10 +299,7 @@ class _TableCompare:
         percent = min(100.0, 100.0 * max(ranges * 20, 5000) / est)
         rows = s.query(
             sql.SQL("SELECT {keys} FROM {rel} TABLESAMPLE SYSTEM ({pct}) ORDER BY {keys}").format(
-                keys=sql.SQL(", ").join(
-                    sql.SQL('{} COLLATE "C"' if self._key_type(i) in _COLLATABLE else "{}").format(sql.Identifier(k))
-                    for i, k in enumerate(self.key)
-                ),
+                keys=sql.SQL(", ").join(self._sampled_key_columns()),
                 rel=self.rel,
                 pct=sql.Literal(percent),
             )
@@ -311,7 +314,7 @@ class _TableCompare:
         return bounds
 
     def sampled_buckets(self, side: _Side, bounds: list[tuple]) -> dict:
-        arr = sql.SQL("ARRAY[{}]").format(sql.SQL(", ").join(self._sampled_bound() for _b in bounds))
+        arr = sql.SQL("ARRAY[{}]").format(sql.SQL(", ").join([self._sampled_bound()] * len(bounds)))
         stmt = sql.SQL(
             "SELECT width_bucket({key}, {arr}) AS b, {agg} FROM (SELECT {cols}, {row} AS dualboot_row FROM {rel}) x GROUP BY 1"
         ).format(key=self._sampled_key(), arr=arr, agg=self._agg(), cols=self.keys, row=self.row, rel=self.rel)
@@ -327,38 +330,25 @@ class _TableCompare:
             fa, fb = self.pool.submit(self.sampled_buckets, self.src, bounds), self.pool.submit(self.sampled_buckets, self.dst, bounds)
             a, b = fa.result(), fb.result()
         out["ranges"] = len(bounds) + 1
+
+        def sampled(i: int) -> tuple:
+            low, high = bounds[i - 1] if i > 0 else None, bounds[i] if i < len(bounds) else None
+            return ("from", "before"), low, high, self._sampled_range(low, high)
+
+        return self._compare_ranges(out, a, b, sampled)
+
+    def _compare_ranges(self, out: dict, a: dict, b: dict, range_of: Any) -> tuple:
+        """Compare the per-range sums of both sides (range number -> sums); ``range_of(i)`` describes range i
+        for :meth:`_report`. Returns source rows, source bytes, target rows, target bytes, mismatched ranges."""
         mismatches = 0
         for i in sorted(a.keys() | b.keys()):
             ra, rb = a.get(i, (0, 0, 0, 0)), b.get(i, (0, 0, 0, 0))
             if ra[:3] != rb[:3]:
                 mismatches += 1
-                self._report_from(out, bounds[i - 1] if i > 0 else None, bounds[i] if i < len(bounds) else None, ra[0], rb[0])
+                self._report(out, *range_of(i), ra[0], rb[0])
         src = [sum(v[0] for v in a.values()), sum(v[3] for v in a.values())]
         dst = [sum(v[0] for v in b.values()), sum(v[3] for v in b.values())]
         return src[0], src[1], dst[0], dst[1], mismatches
-
-    def _report_from(self, out: dict, low: tuple | None, high: tuple | None, src_rows: int, dst_rows: int) -> None:
-        """A mismatched sampled range: keys from ``low`` (included) before ``high`` (excluded)."""
-        if len(out["mismatched_ranges"]) >= MAX_RANGES_REPORTED:
-            return
-        item: dict = {
-            "from": _key_dict(self.key, low),
-            "before": _key_dict(self.key, high),
-            "source_rows": src_rows,
-            "target_rows": dst_rows,
-        }
-        if self.show_rows:
-            conds, params = [], []
-            if low is not None:
-                conds.append(sql.SQL("{} >= {}").format(self._sampled_key(), self._sampled_bound()))
-                params += list(low)
-            if high is not None:
-                conds.append(sql.SQL("{} < {}").format(self._sampled_key(), self._sampled_bound()))
-                params += list(high)
-            a, b = self._rows_where(self.src, conds, params), self._rows_where(self.dst, conds, params)
-            diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-            item["rows"] = [{"key": _key_dict(self.key, k), "source": a.get(k), "target": b.get(k)} for k in diff[:MAX_ROWS_SHOWN]]
-        out["mismatched_ranges"].append(item)
 
     def bounds(self, side: _Side) -> tuple:
         k = sql.Identifier(self.key[0])
@@ -389,16 +379,12 @@ class _TableCompare:
         fa, fb = self.pool.submit(self.buckets, self.src, low, width), self.pool.submit(self.buckets, self.dst, low, width)
         a, b = fa.result(), fb.result()
         out["ranges"] = len(a.keys() | b.keys())
-        mismatches = 0
-        for i in sorted(a.keys() | b.keys()):
-            ra, rb = a.get(i, (0, 0, 0, 0)), b.get(i, (0, 0, 0, 0))
-            if ra[:3] != rb[:3]:
-                mismatches += 1
-                lo = low + i * width
-                self._report(out, (lo - 1,), (lo + width - 1,), ra[0], rb[0])
-        src = [sum(v[0] for v in a.values()), sum(v[3] for v in a.values())]
-        dst = [sum(v[0] for v in b.values()), sum(v[3] for v in b.values())]
-        return src[0], src[1], dst[0], dst[1], mismatches
+
+        def fixed(i: int) -> tuple:
+            after, through = (low + i * width - 1,), (low + (i + 1) * width - 1,)
+            return ("after", "through"), after, through, self._walked_range(after, through)
+
+        return self._compare_ranges(out, a, b, fixed)
 
     def run(self) -> dict:
         started = time.monotonic()
@@ -431,7 +417,7 @@ class _TableCompare:
                     dst_bytes += tail[3]
                     if tail[0]:
                         mismatches += 1
-                        self._report(out, prev, None, 0, tail[0])
+                        self._report(out, ("after", "through"), prev, None, self._walked_range(prev, None), 0, tail[0])
                     break
                 tfut = self.pool.submit(self.target_range, prev, last)
                 fut = self.pool.submit(self.source_chunk, last)
@@ -443,7 +429,7 @@ class _TableCompare:
                 dst_bytes += t[3]
                 if sums[:3] != t[:3]:
                     mismatches += 1
-                    self._report(out, prev, last, count, t[0])
+                    self._report(out, ("after", "through"), prev, last, self._walked_range(prev, last), count, t[0])
                 prev = last
         out.update(
             source_rows=src_rows,
@@ -455,18 +441,19 @@ class _TableCompare:
         )
         return out
 
-    def _report(self, out: dict, after: tuple | None, through: tuple | None, src_rows: int, dst_rows: int) -> None:
+    def _report(self, out: dict, names: tuple, low: tuple | None, high: tuple | None, where: tuple, src_rows: int, dst_rows: int) -> None:
+        """A mismatched range: its bounds under ``names`` (after/through, or from/before), counts, and with
+        show_rows the differing rows selected by ``where`` (conditions and parameters)."""
         if len(out["mismatched_ranges"]) >= MAX_RANGES_REPORTED:
             return
         item: dict = {
-            "after": _key_dict(self.key, after),
-            "through": _key_dict(self.key, through),
+            names[0]: _key_dict(self.key, low),
+            names[1]: _key_dict(self.key, high),
             "source_rows": src_rows,
             "target_rows": dst_rows,
         }
         if self.show_rows:
-            a = self.rows_in_range(self.src, after, through)
-            b = self.rows_in_range(self.dst, after, through)
+            a, b = self._rows_where(self.src, *where), self._rows_where(self.dst, *where)
             diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
             item["rows"] = [{"key": _key_dict(self.key, k), "source": a.get(k), "target": b.get(k)} for k in diff[:MAX_ROWS_SHOWN]]
         out["mismatched_ranges"].append(item)

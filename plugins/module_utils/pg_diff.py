@@ -550,7 +550,7 @@ class _SqlBuilder:
             return
         owner = o["attrs"].get("owner")
         if owner and kind != "column":
-            self.emit("owners", f"ALTER {_owner_word(kind, o)} {on[0].split(' ', 1)[1]} OWNER TO {qident(owner)};")
+            self.emit("owners", f"ALTER {_object_word(kind, o)} {on[0].split(' ', 1)[1]} OWNER TO {qident(owner)};")
         start = [] if kind == "column" else self.acl_defaults.get((_ACL_KIND[kind], owner), [])
         for stmt in acl_statements(start, o["attrs"]["grants"] or [], *on):
             self.emit("grants", stmt)
@@ -724,11 +724,9 @@ class _SqlBuilder:
     def _sql_function(self, r: dict) -> None:
         src = self.src.get(r["kind"], {}).get((r["schema"], r["name"]))
         dst = self.dst.get(r["kind"], {}).get((r["schema"], r["name"]))
-        word = "PROCEDURE" if r["kind"] == "procedure" else "FUNCTION"
+        word = _object_word(r["kind"], dst or src)
         sig = (dst or src)["info"]
         name = f"{qname(r['schema'], sig['proname'])}({sig['args']})"
-        if (dst or src)["info"]["prokind"] == "a":
-            word = "AGGREGATE"
         if r["change"] == "removed":
             self.emit("drop_functions", f"DROP {word} {name};")
             return
@@ -1052,7 +1050,8 @@ def _privilege_target(kind: str, o: dict) -> tuple[str, str | None] | None:
     return (f"{word} {qname(schema, name)}", None) if word else None
 
 
-def _owner_word(kind: str, o: dict) -> str:
+def _object_word(kind: str, o: dict) -> str:
+    """How ALTER/DROP name an object's kind (functions by their prokind)."""
     if kind in ("function", "procedure"):
         return {"a": "AGGREGATE", "p": "PROCEDURE"}.get(o["info"].get("prokind"), "FUNCTION")
     return {"schema": "SCHEMA", "view": "VIEW", "materialized_view": "MATERIALIZED VIEW", "enum": "TYPE", "composite_type": "TYPE"}.get(
