@@ -165,7 +165,7 @@ def main() -> int:
 
     ensure_collection_path()
     import psycopg
-    import yaml
+    from harness.ansible import local_deployment
     from harness.pg import PgCluster
     from harness.pgbouncer import PgBouncer, install_role
 
@@ -192,48 +192,13 @@ def main() -> int:
         blue.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO app; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO app")
         bouncer.start()
 
-        records = work / "records"
-        inventory = work / "inventory.yml"
-        inventory.write_text(
-            yaml.safe_dump(
-                {
-                    "all": {
-                        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
-                        "children": {
-                            "dualboot_db": {"hosts": {"db1": {}}},
-                            "dualboot_app": {
-                                "hosts": {
-                                    "app1": {
-                                        "dualboot_switch_targets": [
-                                            {
-                                                "format": "pgbouncer",
-                                                "path": str(bouncer.ini),
-                                                "key": "shop",
-                                                "pause": True,
-                                                "pgbouncer_admin": bouncer.admin_params(),
-                                            }
-                                        ],
-                                        "dualboot_record_path": str(records / "app1.json"),
-                                    }
-                                }
-                            },
-                        },
-                    }
-                }
-            )
-        )
-        variables = {
-            "dualboot_name": "shop",
-            "dualboot_entries": {
-                "blue": {**a.login_params(), "login_db": "shop_blue"},
-                "green": {**b.login_params(), "login_db": "shop_green"},
-            },
-            "dualboot_record_dir": str(records),
-            "dualboot_report_dir": str(work / "reports"),
-            "dualboot_work_dir": str(work / "work"),
-            "dualboot_demo_dir": str(ROOT / "demo"),
-            **yaml.safe_load((ROOT / "demo" / "changes" / "r3" / "dualboot.yml").read_text()),
+        targets = {
+            "app1": [
+                {"format": "pgbouncer", "path": str(bouncer.ini), "key": "shop", "pause": True, "pgbouncer_admin": bouncer.admin_params()}
+            ]
         }
+        entries = {"blue": {**a.login_params(), "login_db": "shop_blue"}, "green": {**b.login_params(), "login_db": "shop_green"}}
+        inventory, variables = local_deployment(work, targets, entries, "r3")
 
         stop = work / "stop"
         env = {**os.environ, "SYNC_BENCH_PASSWORD": password}

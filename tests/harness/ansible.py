@@ -130,3 +130,42 @@ def run_playbook(
         return subprocess.run(cmd, check=False, capture_output=True, text=True, env=ansible_env(work), cwd=cwd or ROOT, timeout=timeout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def local_deployment(workdir: Path, switch_targets: dict, entries: dict, change: str) -> tuple[Path, dict]:
+    """A deployment 'shop' run from this machine: an inventory whose application hosts (names in
+    ``switch_targets``, each with its switch targets) are all local and keep their own boot record
+    under ``workdir/records``, and the lifecycle variables for ``entries`` with the demo change
+    ``change`` (r1, r3, ...). Returns (inventory path, variables)."""
+    import yaml
+
+    records = workdir / "records"
+    inventory = workdir / "inventory.yml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+                    "children": {
+                        "dualboot_db": {"hosts": {"db1": {}}},
+                        "dualboot_app": {
+                            "hosts": {
+                                name: {"dualboot_switch_targets": targets, "dualboot_record_path": str(records / f"{name}.json")}
+                                for name, targets in switch_targets.items()
+                            }
+                        },
+                    },
+                }
+            }
+        )
+    )
+    variables = {
+        "dualboot_name": "shop",
+        "dualboot_entries": entries,
+        "dualboot_record_dir": str(records),
+        "dualboot_report_dir": str(workdir / "reports"),
+        "dualboot_work_dir": str(workdir / "work"),
+        "dualboot_demo_dir": str(ROOT / "demo"),
+        **yaml.safe_load((ROOT / "demo" / "changes" / change / "dualboot.yml").read_text()),
+    }
+    return inventory, variables

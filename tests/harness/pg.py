@@ -133,11 +133,12 @@ class _Server:
         import psycopg
         from psycopg import sql
 
-        if c.execute("SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = %s", (name,)).fetchone():
+        subs = c.execute("SELECT s.subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = %s", (name,))
+        subs = [sub for (sub,) in subs.fetchall()]
+        if subs:
             with psycopg.connect(self.uri(name), autocommit=True) as db:
-                for (sub,) in db.execute(
-                    "SELECT subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = %s", (name,)
-                ).fetchall():
+                db.execute("SET default_transaction_read_only = off")  # a frozen database
+                for sub in subs:
                     ident = sql.Identifier(sub)
                     db.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
                     db.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))

@@ -9,14 +9,10 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 
 import pytest
-import yaml
-from harness.ansible import run_playbook
-from harness.paths import ROOT
+from harness.ansible import local_deployment, run_playbook
 
-DEMO = ROOT / "demo"
 TEMPLATE = "postgresql://{login_user}:{password!u}@{login_host}:{login_port}/{login_db}"
 
 
@@ -36,43 +32,9 @@ def deployment(tmp_path, pg, pg2):
         env.write_text(f"DATABASE_URL={blue.uri}\nOTHER=kept\n")
         os.chmod(env, 0o600)
         hosts[name] = env
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
-                    "children": {
-                        "dualboot_db": {"hosts": {"db1": {}}},
-                        "dualboot_app": {
-                            "hosts": {
-                                name: {
-                                    "dualboot_switch_targets": [
-                                        {"format": "dotenv", "path": str(env), "key": "DATABASE_URL", "template": TEMPLATE}
-                                    ],
-                                    # The inventory names share one machine here: each keeps its own boot record.
-                                    "dualboot_record_path": str(tmp_path / "records" / f"{name}.json"),
-                                }
-                                for name, env in hosts.items()
-                            }
-                        },
-                    },
-                }
-            }
-        )
-    )
-    variables = {
-        "dualboot_name": "shop",
-        "dualboot_entries": {
-            "blue": {**pg.login_params(), "login_db": blue.name},
-            "green": {**pg2.login_params(), "login_db": green_name},
-        },
-        "dualboot_record_dir": str(tmp_path / "records"),
-        "dualboot_report_dir": str(tmp_path / "reports"),
-        "dualboot_work_dir": str(tmp_path / "work"),
-        "dualboot_demo_dir": str(DEMO),
-        **yaml.safe_load((DEMO / "changes" / "r1" / "dualboot.yml").read_text()),
-    }
+    targets = {name: [{"format": "dotenv", "path": str(env), "key": "DATABASE_URL", "template": TEMPLATE}] for name, env in hosts.items()}
+    entries = {"blue": {**pg.login_params(), "login_db": blue.name}, "green": {**pg2.login_params(), "login_db": green_name}}
+    inventory, variables = local_deployment(tmp_path, targets, entries, "r1")
     yield {"inventory": inventory, "vars": variables, "hosts": hosts, "blue": blue, "green": pg2.db(green_name), "dir": tmp_path}
     pg.drop_database(blue.name)
     pg2.drop_database(green_name)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
 import uuid
@@ -19,7 +18,7 @@ import uuid
 import psycopg
 import pytest
 import yaml
-from harness.ansible import run_playbook
+from harness.ansible import local_deployment, run_playbook
 from harness.paths import ROOT
 from harness.pgbouncer import PgBouncer, install_role
 
@@ -55,40 +54,8 @@ def deployment(tmp_path, pg, pg2):
         ],
         "app2": [{"format": "dotenv", "path": str(env), "key": "DATABASE_URL", "template": TEMPLATE}],
     }
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
-                    "children": {
-                        "dualboot_db": {"hosts": {"db1": {}}},
-                        "dualboot_app": {
-                            "hosts": {
-                                name: {
-                                    "dualboot_switch_targets": targets[name],
-                                    "dualboot_record_path": str(tmp_path / "records" / f"{name}.json"),
-                                }
-                                for name in ("app1", "app2")
-                            }
-                        },
-                    },
-                }
-            }
-        )
-    )
-    variables = {
-        "dualboot_name": "shop",
-        "dualboot_entries": {
-            "blue": {**pg.login_params(), "login_db": blue.name},
-            "green": {**pg2.login_params(), "login_db": green_name},
-        },
-        "dualboot_record_dir": str(tmp_path / "records"),
-        "dualboot_report_dir": str(tmp_path / "reports"),
-        "dualboot_work_dir": str(tmp_path / "work"),
-        "dualboot_demo_dir": str(DEMO),
-        **yaml.safe_load((DEMO / "changes" / "r3" / "dualboot.yml").read_text()),
-    }
+    entries = {"blue": {**pg.login_params(), "login_db": blue.name}, "green": {**pg2.login_params(), "login_db": green_name}}
+    inventory, variables = local_deployment(tmp_path, targets, entries, "r3")
     yield {
         "inventory": inventory,
         "vars": variables,
@@ -102,20 +69,7 @@ def deployment(tmp_path, pg, pg2):
     }
     bouncer.stop()
     for server, name in ((pg, blue.name), (pg2, green_name)):
-        if name in server.databases():
-            with psycopg.connect(server.uri(name), autocommit=True) as c:
-                c.execute("SET default_transaction_read_only = off")
-                for (sub,) in c.execute(
-                    "SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                ).fetchall():
-                    c.execute(f'ALTER SUBSCRIPTION "{sub}" DISABLE')
-                    c.execute(f'ALTER SUBSCRIPTION "{sub}" SET (slot_name = NONE)')
-                    c.execute(f'DROP SUBSCRIPTION "{sub}"')
-        server.drop_database(name)
-    for server in (pg, pg2):
-        with psycopg.connect(server.uri(), autocommit=True) as c:
-            for (slot,) in c.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'dualboot_shop_%'").fetchall():
-                c.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        server.drop_database(name)  # also what a failed test leaves: the subscriptions in it and the slots on it
 
 
 def play(d: dict, name: str, **extra):
