@@ -16,7 +16,8 @@ Schema (``format: 1``)::
       "fallback": null,                    # the previous default, after a cutover
       "staged": "green",                   # the entry a stage has filled, or null
       "evidence": {"green": {"stage": {...}, "verify": {...}}},
-      "lock": null,                        # or {"owner", "run_id", "acquired", "expires"}
+      "lock": null,                        # or {"owner", "run_id", "acquired", "expires", "ttl", "controller"}
+      "journal": null,                     # or the intent of the last cutover/rollback (see below)
       "history": [{"action", "from", "to", "at", "run_id", "by", "outcome"}],
       "updated": "2026-11-21T16:00:00Z"
     }
@@ -32,7 +33,19 @@ default entry. The writing side (:func:`apply` with :func:`define`, :func:`recor
   directory), mode 0600, its directory 0700 when we create it, the owner of an existing file kept;
 - a record that does not parse or validate is reported with its path and never overwritten;
 - while a lock is held, only its run (``run_id``) may change the record; ``force`` clears a lock
-  deliberately (any lock on unlock; only an expired one on lock) and leaves a history entry.
+  deliberately (any lock on unlock; only an expired one on lock) and leaves a history entry;
+  ``takeover`` takes over the lock of one named run that the caller has found dead (its controller
+  process is gone, or its lock expired), leaving a history entry that says so.
+
+The intent journal (:func:`journal`): before a cutover or rollback changes anything, its plan (action,
+from, to, run id, hosts, the record's own default/fallback/staged before the run) is written into
+every record together with the lock, and each step moves ``phase`` forward *before* the step runs
+(write-ahead): ``locked`` -> ``marked`` -> ``frozen`` -> ``switching`` -> ``done`` (or ``undoing`` ->
+``undone``). ``done`` makes ``to`` the record's default and releases the lock in the same write;
+``undone`` restores the record's default, fallback and staged entry from the plan and releases the
+lock. A record whose journal is open (any other phase) belongs to an interrupted run: the roles
+resume it (phase ``switching``: hosts may boot into ``to``, so going forward loses nothing) or undo
+it (earlier phases and ``undoing``: no host has left ``from``).
 """
 
 from __future__ import annotations
@@ -52,6 +65,8 @@ from ansible_collections.dualboot.db.plugins.module_utils.errors import Integrit
 from ansible_collections.dualboot.db.plugins.module_utils.switch_formats import atomic_write
 
 FORMAT = 1
+PHASES = ("locked", "marked", "frozen", "switching", "undoing", "done", "undone")
+CLOSED_PHASES = ("done", "undone")
 SECRET_KEYS = frozenset({"login_password", "password"})
 DEFAULT_DIR = "/var/lib/dualboot"
 ENGINES = ("postgresql", "mongodb")
@@ -247,14 +262,41 @@ def apply(path: str, change: Callable[[dict | None], tuple[dict | None, dict]], 
         "exists": shown is not None,
         "record": shown,
         "diff": {
-            "before": serialize(before) if before is not None else "",
-            "after": serialize(after) if after is not None else "",
+            "before": summary(before) if before is not None else "",
+            "after": summary(after) if after is not None else "",
             "before_header": path,
             "after_header": path,
         },
     }
     result.update(facts)
     return result
+
+
+def summary(record: dict) -> str:
+    """What an operator reads in ``--diff``: which entry the host boots, the lock, the journal; no marker JSON."""
+    held = record.get("lock")
+    planned = record.get("journal") or {}
+    last = (record.get("history") or [{}])[-1]
+    lines = [
+        f"default: {record.get('default')}",
+        f"fallback: {record.get('fallback')}",
+        f"staged: {record.get('staged')}",
+        "entries: " + ", ".join(f"{name} ({_where(entry)})" for name, entry in sorted(record.get("entries", {}).items())),
+        "evidence: "
+        + (", ".join(f"{name}: {'+'.join(sorted(kinds))}" for name, kinds in sorted(record.get("evidence", {}).items())) or "none"),
+        f"lock: {held['run_id']} ({held.get('owner')}, expires {held.get('expires')})" if held else "lock: none",
+        f"journal: {planned.get('action')} {planned.get('from')} -> {planned.get('to')}, "
+        f"run {planned.get('run_id')}, phase {planned.get('phase')}"
+        if planned
+        else "journal: none",
+        f"last switch: {last.get('action')} {last.get('from')} -> {last.get('to')} at {last.get('at')}" if last else "last switch: none",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _where(entry: dict) -> str:
+    host = entry.get("login_host") or entry.get("login_unix_socket") or entry.get("login_uri", "")
+    return f"{host}:{entry['login_port']}/{entry.get('login_db') or entry.get('database', '')}" if "login_port" in entry else f"{host}"
 
 
 def _check_lock(record: dict, run_id: str | None, now: datetime.datetime, doing: str) -> None:
@@ -455,26 +497,31 @@ def lock(
     ttl: int,
     force: bool = False,
     now: datetime.datetime | None = None,
+    controller: dict | None = None,
+    takeover: str | None = None,
+    plan: dict | None = None,
 ) -> tuple[dict, dict]:
-    """Take the lock for ``run_id`` (or extend it when that run holds it); ``force`` takes over an expired lock only."""
+    """Take the lock for ``run_id`` (or extend it when that run holds it).
+
+    Another run's lock is taken over only when it is the run named by ``takeover`` (the caller found
+    it dead) or, with ``force``, when it has expired. ``plan`` starts the intent journal in the same
+    write (see :func:`journal`).
+    """
     now = now or utc_now()
     if record is None:
         raise InvalidInput("there is no boot record yet.", hint="define the deployment first (state=defined).")
     if ttl <= 0:
         raise InvalidInput("ttl must be a positive number of seconds.", hint="set ttl to the longest the run may take.")
     held = record.get("lock")
-    new = {"owner": owner, "run_id": run_id, "acquired": iso(now), "expires": iso(now + datetime.timedelta(seconds=ttl))}
+    new = {"owner": owner, "run_id": run_id, "acquired": iso(now), "expires": iso(now + datetime.timedelta(seconds=ttl)), "ttl": ttl}
+    if controller:
+        new["controller"] = controller
+    cleared = None
     if held and held.get("run_id") == run_id:
         new["acquired"] = held.get("acquired", new["acquired"])
-        record["lock"] = new
-        return record, {"lock": new, "msg": f"run {run_id} holds the lock until {new['expires']}"}
-    if held:
-        if not (force and lock_expired(held, now)):
-            raise SafetyRefusal(
-                f"the boot record is locked by {_describe_lock(held, now)}.",
-                hint=_lock_hint(held, now) if not force else "force takes over an expired lock only; this one has not expired.",
-                lock=held,
-            )
+    elif held:
+        outcome = _may_take_over(held, force, takeover, now)
+        cleared = held
         record.setdefault("history", []).append(
             {
                 "action": "lock-taken-over",
@@ -483,17 +530,137 @@ def lock(
                 "at": iso(now),
                 "run_id": run_id,
                 "by": owner,
-                "outcome": "forced",
+                "outcome": outcome,
                 "cleared": held,
             }
         )
     record["lock"] = new
+    facts = {"lock": new, "cleared_lock": cleared}
+    if plan is not None:
+        record, journaled = journal(record, run_id, "locked", plan=plan, now=now)
+        facts["journal"] = journaled["journal"]
+    if held and held.get("run_id") == run_id:
+        return record, {**facts, "msg": f"run {run_id} holds the lock until {new['expires']}"}
     return record, {
-        "lock": new,
-        "cleared_lock": held,
+        **facts,
         "msg": f"locked for {owner} (run {run_id}) until {new['expires']}"
-        + (f"; took over the expired lock of run {held['run_id']}" if held else ""),
+        + (f"; took over the {cleared_how(cleared, takeover)} lock of run {cleared['run_id']}" if cleared else ""),
     }
+
+
+def cleared_how(held: dict, takeover: str | None) -> str:
+    return "dead run's" if takeover and held.get("run_id") == takeover else "expired"
+
+
+def _may_take_over(held: dict, force: bool, takeover: str | None, now: datetime.datetime) -> str:
+    """The history outcome of taking over ``held``; refuses when neither rule allows it."""
+    if takeover and held.get("run_id") == takeover:
+        return "holder dead"
+    if force and lock_expired(held, now):
+        return "forced"
+    if takeover:
+        hint = f"takeover names run {takeover}, but run {held.get('run_id')} holds the lock now: read the record again."
+    elif force:
+        hint = "force takes over an expired lock only; this one has not expired."
+    else:
+        hint = _lock_hint(held, now)
+    raise SafetyRefusal(f"the boot record is locked by {_describe_lock(held, now)}.", hint=hint, lock=held)
+
+
+def journal(
+    record: dict | None,
+    run_id: str,
+    phase: str,
+    plan: dict | None = None,
+    by: str | None = None,
+    now: datetime.datetime | None = None,
+) -> tuple[dict, dict]:
+    """Write the intent of run ``run_id`` (``plan``) or move its ``phase``; only the lock holder may.
+
+    ``done`` switches the record to the plan's ``to`` (a history entry of the plan's action and run)
+    and releases the lock; ``undone`` restores the record as it was before the plan and releases the
+    lock. Both keep the closed journal in the record for the operator to read.
+    """
+    now = now or utc_now()
+    if record is None:
+        raise InvalidInput("there is no boot record yet.", hint="define the deployment first (state=defined).")
+    if phase not in PHASES:
+        raise InvalidInput(f"unknown phase {phase!r}.", hint=f"use one of {', '.join(PHASES)}.")
+    held = record.get("lock")
+    if not held or held.get("run_id") != run_id:
+        raise SafetyRefusal(
+            f"cannot write the journal of run {run_id}: "
+            + (f"the boot record is locked by {_describe_lock(held, now)}." if held else "the boot record is not locked by it."),
+            hint="take the lock first (state=locked with this run_id); a journal only moves under its run's lock.",
+            lock=held,
+        )
+    current = record.get("journal") or {}
+    if plan is not None:
+        current = _new_journal(record, current, plan, now)
+    elif not current or current.get("phase") in CLOSED_PHASES:
+        raise InvalidInput(f"run {run_id} has no open journal to move to {phase}.", hint="start one with plan (state=locked or journal).")
+    if current.get("phase") == phase and plan is None and phase not in CLOSED_PHASES:
+        return record, {"journal": current, "msg": f"the journal of run {current['run_id']} is at phase {phase}"}
+    current = {**current, "phase": phase, "phases": {**current.get("phases", {}), phase: iso(now)}}
+    if by:
+        current["by"] = by
+    record["journal"] = current
+    # Every journal step renews the lock: a run that stops writing lets its lock expire after its ttl.
+    record["lock"] = {**held, "expires": iso(now + datetime.timedelta(seconds=int(held.get("ttl", 3600))))}
+    if phase == "done":
+        if record["default"] != current["to"]:
+            record, _facts = switch(record, current["to"], run_id, by=current.get("by"), reason=current["action"], now=now)
+            # The history names the run that planned the switch; a run that finished it after a crash is named beside it.
+            record["history"][-1]["run_id"] = current["run_id"]
+            if run_id != current["run_id"]:
+                record["history"][-1]["finished_by"] = run_id
+        record["lock"] = None
+    elif phase == "undone":
+        _restore(record, current, run_id, now)
+        record["lock"] = None
+    return record, {"journal": current, "msg": f"journal of {current['action']} run {current['run_id']}: phase {phase}"}
+
+
+def _new_journal(record: dict, current: dict, plan: dict, now: datetime.datetime) -> dict:
+    missing = [k for k in ("action", "run_id", "from", "to", "hosts") if not plan.get(k)]
+    if missing or plan.get("action") not in ("cutover", "rollback"):
+        raise InvalidInput(
+            "a journal plan needs action (cutover or rollback), run_id, from, to and hosts; "
+            f"missing or wrong: {', '.join(missing) or 'action'}.",
+            hint="pass the plan of the run.",
+        )
+    _entry(record, plan["from"], "journal from")
+    _entry(record, plan["to"], "journal to")
+    _refuse_secrets(plan, "the journal plan")
+    same_run = current.get("run_id") == plan["run_id"] and current.get("phase") not in CLOSED_PHASES
+    before = current["before"] if same_run else {k: record.get(k) for k in ("default", "fallback", "staged")}
+    started = current["started"] if same_run else iso(now)
+    return {**plan, "before": before, "started": started, "phases": current.get("phases", {}) if same_run else {}}
+
+
+def _restore(record: dict, current: dict, run_id: str, now: datetime.datetime) -> None:
+    """Put the record back as it was before the plan (it may have been switched already)."""
+    before = current.get("before") or {}
+    if record["default"] == before.get("default"):
+        return
+    record.setdefault("history", []).append(
+        {
+            "action": "undo",
+            "from": record["default"],
+            "to": before.get("default"),
+            "at": iso(now),
+            "run_id": current["run_id"],
+            "by": current.get("by"),
+            "outcome": f"undid {current['action']} (recovered by run {run_id})" if run_id != current["run_id"] else "undone",
+        }
+    )
+    for key in ("default", "fallback", "staged"):
+        if key in before:
+            record[key] = before[key]
+
+
+def journal_open(record: dict | None) -> bool:
+    return bool(record and record.get("journal") and record["journal"].get("phase") not in CLOSED_PHASES)
 
 
 def unlock(
@@ -512,6 +679,10 @@ def unlock(
         return record, {"msg": "the boot record is not locked"}
     if held.get("run_id") == run_id:
         record["lock"] = None
+        planned = record.get("journal") or {}
+        if journal_open(record) and planned.get("run_id") == run_id and planned.get("phase") == "locked":
+            # A run that releases its lock before its first step changed nothing: its plan is closed as undone.
+            record["journal"] = {**planned, "phase": "undone", "phases": {**planned.get("phases", {}), "undone": iso(now)}}
         return record, {"cleared_lock": held, "msg": f"released the lock of run {run_id}"}
     if not force:
         holder = f"not by run {run_id}" if run_id else "and no run_id was given"
@@ -554,15 +725,33 @@ def execute(params: dict, check_mode: bool) -> dict:
         "evidence": lambda r: record_evidence(
             r, params["entry"], params.get("stage"), params.get("verify"), params.get("run_id"), cutover=params.get("cutover")
         ),
-        "switched": lambda r: switch(r, params["to"], params.get("run_id"), params.get("by") or user, params.get("reason") or "switch"),
-        "locked": lambda r: lock(
-            r, params.get("owner") or user, params["run_id"], int(params.get("ttl") or 3600), bool(params.get("force"))
+        "switched": lambda r: switch(
+            r, params["to"], params.get("run_id"), params.get("operator") or params.get("by") or user, params.get("reason") or "switch"
         ),
+        "locked": lambda r: lock(
+            r,
+            params.get("owner") or user,
+            params["run_id"],
+            int(params.get("ttl") or 3600),
+            bool(params.get("force")),
+            controller=params.get("controller"),
+            takeover=params.get("takeover"),
+            plan=_plan(params, user),
+        ),
+        "journal": lambda r: journal(r, params["run_id"], params["phase"], plan=_plan(params, user), by=params.get("operator")),
         "unlocked": lambda r: unlock(r, params.get("run_id"), bool(params.get("force")), params.get("by") or user),
     }
     if state not in changes:
-        raise InvalidInput(f"unknown state {state!r}.", hint="use query, defined, evidence, switched, locked or unlocked.")
+        raise InvalidInput(f"unknown state {state!r}.", hint="use query, defined, evidence, switched, locked, unlocked or journal.")
     return apply(path, changes[state], check_mode)
+
+
+def _plan(params: dict, user: str) -> dict | None:
+    """The journal plan of the module's ``journal`` option, with who runs it."""
+    plan = params.get("journal")
+    if plan is None:
+        return None
+    return {**plan, "run_id": plan.get("run_id") or params.get("run_id"), "by": params.get("operator") or plan.get("by") or user}
 
 
 def _user() -> str:

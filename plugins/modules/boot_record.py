@@ -16,14 +16,22 @@ description:
   - O(state=query) reads it; O(state=defined) creates it or updates its entries; O(state=evidence)
     records stage/verify evidence of the staged entry; O(state=switched) makes another entry the default
     (the old default becomes the fallback, a history entry is appended); O(state=locked) and
-    O(state=unlocked) take and release the lock that keeps two cutovers from running at once.
+    O(state=unlocked) take and release the lock that keeps two cutovers from running at once;
+    O(state=journal) writes the intent journal of a cutover or rollback and moves its phase.
+  - The intent journal makes an interrupted cutover or rollback recoverable from the records alone. The plan
+    (O(journal) with action, from, to and hosts) is written with the lock, before anything changes; each step moves
+    O(phase) forward before it runs. V(done) makes the plan's C(to) the default and releases the lock in the same
+    write; V(undone) restores the record's default, fallback and staged entry as they were before the plan and
+    releases the lock.
   - Every change is written atomically (temporary file in the same directory, fsync, rename, fsync of the
     directory) under an exclusive lock on the directory, so concurrent runs on one host never lose an
     update. A record that is not valid JSON or not a valid boot record is reported with its path and never
     overwritten.
   - While the record is locked, only the run holding the lock (O(run_id)) may change it.
     An expired lock is not released silently, because a crashed cutover may have left application hosts
-    half switched. O(force) clears a lock deliberately and leaves a history entry.
+    half switched. O(force) clears a lock deliberately and leaves a history entry. O(takeover) takes over the lock
+    of one named run that the caller has found dead (the roles check that the run's controller process is gone,
+    or that its lock expired); it too leaves a history entry.
   - A rollback is a switch back to the fallback entry; the roles decide when (O(reason) names it in the history).
 author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
@@ -34,7 +42,7 @@ attributes:
     details: Reads the record and computes the new one, refusing exactly what a real run would refuse; writes nothing.
   diff_mode:
     support: full
-    details: The whole record as JSON before and after (it holds no secrets).
+    details: A summary before and after - default, fallback and staged entry, entries, evidence kinds, lock, journal, last switch (no marker JSON).
   platform:
     platforms: posix
 options:
@@ -56,8 +64,10 @@ options:
       - V(switched) makes O(to) the default entry. Switching to the current default changes nothing.
       - V(locked) takes the lock for O(run_id) for O(ttl) seconds; the same run extends it.
       - V(unlocked) releases the lock of O(run_id).
+      - V(journal) moves the journal of O(run_id) to O(phase) (with O(journal), starts or adopts a plan first).
+        Needs the lock of O(run_id).
     type: str
-    choices: [query, defined, evidence, switched, locked, unlocked]
+    choices: [query, defined, evidence, switched, locked, unlocked, journal]
     default: query
   engine:
     description: The engine of the deployment (V(defined)); it cannot change later.
@@ -116,6 +126,30 @@ options:
         only when it has expired. Either leaves a history entry naming the cleared lock.
     type: bool
     default: false
+  controller:
+    description:
+      - Where the run holding the lock runs (V(locked)), the C(host) and C(pid) of its ansible-playbook process, stored in the lock so
+        another run can tell whether the holder is still alive.
+    type: dict
+  takeover:
+    description:
+      - With V(locked), the run id of a dead run whose lock is taken over. Refused when another run holds the lock.
+    type: str
+  journal:
+    description:
+      - The plan of a cutover or rollback (V(locked) or V(journal)), with C(action) (V(cutover) or V(rollback)),
+        C(from), C(to), C(hosts) and optionally C(run_id) (default O(run_id); a run that finishes or undoes a crashed
+        run passes the crashed run's id) and anything else the run needs to resume (e.g. C(method)).
+        The record's default, fallback and staged entry are saved beside it.
+    type: dict
+  phase:
+    description:
+      - The journal phase (V(journal)), written before the step it names runs.
+    type: str
+    choices: [locked, marked, frozen, switching, undoing, done, undone]
+  operator:
+    description: Who launched the run (e.g. the AWX user), recorded in the journal and in history entries.
+    type: str
 seealso:
   - module: dualboot.db.connection_switch
 notes:
@@ -230,6 +264,10 @@ cleared_lock:
   description: The lock that was released, cleared or taken over, if any.
   returned: state=locked or state=unlocked
   type: dict
+journal:
+  description: The journal of the run after the task (action, run_id, from, to, hosts, phase, before, phases).
+  returned: state=journal, or state=locked with O(journal)
+  type: dict
 lock_expired:
   description: Whether the record holds a lock that has expired (a run that probably crashed).
   returned: state=query
@@ -251,7 +289,11 @@ def main() -> None:
         argument_spec={
             "name": {"type": "str", "required": True},
             "path": {"type": "path"},
-            "state": {"type": "str", "default": "query", "choices": ["query", "defined", "evidence", "switched", "locked", "unlocked"]},
+            "state": {
+                "type": "str",
+                "default": "query",
+                "choices": ["query", "defined", "evidence", "switched", "locked", "unlocked", "journal"],
+            },
             "engine": {"type": "str", "choices": ["postgresql", "mongodb"]},
             "entries": {"type": "dict"},
             "default": {"type": "str"},
@@ -266,12 +308,18 @@ def main() -> None:
             "owner": {"type": "str"},
             "ttl": {"type": "int", "default": 3600},
             "force": {"type": "bool", "default": False},
+            "controller": {"type": "dict"},
+            "takeover": {"type": "str"},
+            "journal": {"type": "dict"},
+            "phase": {"type": "str", "choices": ["locked", "marked", "frozen", "switching", "undoing", "done", "undone"]},
+            "operator": {"type": "str"},
         },
         required_if=[
             ("state", "evidence", ["entry"]),
             ("state", "evidence", ["stage", "verify", "cutover"], True),
             ("state", "switched", ["to"]),
             ("state", "locked", ["run_id"]),
+            ("state", "journal", ["run_id", "phase"]),
         ],
         supports_check_mode=True,
     )

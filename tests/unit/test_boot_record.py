@@ -133,12 +133,14 @@ def test_switch_makes_the_old_default_the_fallback_and_appends_history(record):
         run(record, "switched", to="red")
 
 
-def test_check_mode_computes_without_writing_and_diff_shows_json(record):
+def test_check_mode_computes_without_writing_and_diff_shows_what_an_operator_reads(record):
+    run(record, "evidence", entry="green", stage={"marker": {"tables": {"public.users": [1, 2, 3]}}})
     before = record.read_bytes()
     result = run(record, "switched", check_mode=True, to="green")
     assert result["changed"] and result["record"]["default"] == "green" and record.read_bytes() == before
-    assert json.loads(result["diff"]["before"])["default"] == "blue"
-    assert json.loads(result["diff"]["after"])["default"] == "green"
+    assert "default: blue\nfallback: None\n" in result["diff"]["before"]
+    assert "default: green\nfallback: blue\n" in result["diff"]["after"]
+    assert "evidence: green: stage" in result["diff"]["before"] and "public.users" not in result["diff"]["before"]
     fresh = run(record.parent / "new.json", "defined", check_mode=True, engine="postgresql", entries=ENTRIES, default="blue")
     assert fresh["changed"] and fresh["diff"]["before"] == "" and not (record.parent / "new.json").exists()
 
@@ -273,3 +275,67 @@ def test_rewrite_keeps_the_owner_and_0600(record):
     run(record, "switched", to="green")
     st = os.stat(record)
     assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (65534, 65534, "0o600")
+
+
+PLAN = {"action": "cutover", "from": "blue", "to": "green", "hosts": ["app1", "app2"]}
+
+
+def test_lock_with_a_plan_starts_the_journal_and_done_switches_and_releases(record):
+    run(record, "evidence", entry="green", stage={"run_id": "s1"})
+    r = run(record, "locked", run_id="r1", owner="alice", controller={"host": "ctl", "pid": 42}, journal=PLAN)
+    journal = r["record"]["journal"]
+    assert journal["phase"] == "locked" and journal["run_id"] == "r1" and journal["by"]
+    assert journal["before"] == {"default": "blue", "fallback": None, "staged": "green"}
+    assert r["record"]["lock"]["controller"] == {"host": "ctl", "pid": 42}
+    for phase in ("marked", "frozen", "switching"):
+        assert run(record, "journal", run_id="r1", phase=phase)["record"]["journal"]["phase"] == phase
+    assert not run(record, "journal", run_id="r1", phase="switching")["changed"]
+    done = run(record, "journal", run_id="r1", phase="done", operator="awx:bob")["record"]
+    assert (done["default"], done["fallback"], done["staged"], done["lock"]) == ("green", "blue", None, None)
+    assert done["history"][-1]["action"] == "cutover" and done["history"][-1]["run_id"] == "r1" and done["history"][-1]["by"] == "awx:bob"
+    assert done["journal"]["phase"] == "done" and not br.journal_open(done)
+
+
+def test_journal_moves_only_under_its_runs_lock(record):
+    with pytest.raises(SafetyRefusal, match="not locked by it"):
+        run(record, "journal", run_id="r1", phase="frozen", journal=PLAN)
+    run(record, "locked", run_id="r1")
+    with pytest.raises(InvalidInput, match="no open journal"):
+        run(record, "journal", run_id="r1", phase="frozen")
+    with pytest.raises(InvalidInput, match="missing or wrong: hosts"):
+        run(record, "journal", run_id="r1", phase="locked", journal={**PLAN, "hosts": []})
+    run(record, "journal", run_id="r1", phase="locked", journal=PLAN)
+    with pytest.raises(SafetyRefusal, match="locked by"):
+        run(record, "journal", run_id="r2", phase="done")
+
+
+def test_a_dead_runs_lock_is_taken_over_by_name_and_its_journal_undone(record):
+    run(record, "evidence", entry="green", stage={"run_id": "s1"})
+    run(record, "locked", run_id="dead", controller={"host": "ctl", "pid": 1}, journal=PLAN)
+    run(record, "journal", run_id="dead", phase="frozen")
+    with pytest.raises(SafetyRefusal, match="locked by"):
+        run(record, "locked", run_id="new")
+    with pytest.raises(SafetyRefusal, match="takeover names run other"):
+        run(record, "locked", run_id="new", takeover="other")
+    r = run(record, "locked", run_id="new", takeover="dead", journal={**PLAN, "run_id": "dead"})
+    assert "took over the dead run's lock of run dead" in r["msg"]
+    assert r["record"]["history"][-1]["outcome"] == "holder dead" and r["record"]["history"][-1]["cleared"]["run_id"] == "dead"
+    # Adopting keeps the crashed run's plan, start and saved state.
+    assert r["record"]["journal"]["run_id"] == "dead" and r["record"]["journal"]["before"]["staged"] == "green"
+    assert "frozen" in r["record"]["journal"]["phases"]
+    undone = run(record, "journal", run_id="new", phase="undone")["record"]
+    assert (undone["default"], undone["fallback"], undone["staged"], undone["lock"]) == ("blue", None, "green", None)
+
+
+def test_undone_restores_a_record_switched_outside_the_journal(record):
+    run(record, "locked", run_id="r1", journal=PLAN)
+    run(record, "switched", to="green", run_id="r1", reason="cutover")
+    undone = run(record, "journal", run_id="r1", phase="undone")["record"]
+    assert (undone["default"], undone["fallback"], undone["lock"]) == ("blue", None, None)
+    assert undone["history"][-1]["action"] == "undo" and undone["history"][-1]["to"] == "blue"
+
+
+def test_a_journal_step_renews_the_lock(record):
+    rec, _facts = br.lock(br.load_record(str(record)), "alice", "r1", ttl=60, now=T0, plan={**PLAN, "run_id": "r1"})
+    rec, _facts = br.journal(rec, "r1", "frozen", now=T0 + datetime.timedelta(seconds=50))
+    assert rec["lock"]["expires"] == "2026-11-21T16:01:50Z" and rec["lock"]["acquired"] == "2026-11-21T16:00:00Z"

@@ -1,0 +1,74 @@
+# Copyright: dualboot.db contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Test-only callback: SIGKILL ansible-playbook and its whole process group at a chosen point, the way
+production loses a control node. Enabled by the kill-point tests (tests/harness/killpoints.py):
+
+- DUALBOOT_KILL_AT_TASK=N kills when the N-th task starts (right after task N-1 finished);
+- DUALBOOT_KILL_AFTER="<name part>[#k]" kills right after the k-th result (default the first) of a
+  task whose name contains <name part>: loop items count one by one (#1 of a loop over two hosts
+  is "after the first host"), then the task's own result;
+- DUALBOOT_KILL_LOG=<file> appends every task start as "<n>\t<task name>" (to list the kill points).
+
+The playbook must run in its own process group (start_new_session): the whole group is killed.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: dualboot_kill
+type: aggregate
+short_description: Test only - SIGKILL ansible-playbook at a chosen task
+description: Kills ansible-playbook's process group at a task start or after a named task (see the module docstring).
+"""
+
+import os  # noqa: E402
+import signal  # noqa: E402
+
+from ansible.plugins.callback import CallbackBase  # noqa: E402
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "dualboot_kill"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.started = 0
+        self.at_task = int(os.environ.get("DUALBOOT_KILL_AT_TASK") or 0)
+        after = os.environ.get("DUALBOOT_KILL_AFTER") or ""
+        self.after, _sep, nth = after.partition("#")
+        self.after_nth = int(nth or 1)
+        self.after_seen = 0
+        self.log = os.environ.get("DUALBOOT_KILL_LOG")
+
+    def _kill(self, why: str) -> None:
+        if self.log:
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.write(f"KILLED\t{why}\n")
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self.started += 1
+        if self.log:
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.write(f"{self.started}\t{task.get_name()}\n")
+        if self.at_task and self.started == self.at_task:
+            self._kill(f"at the start of task {self.started}: {task.get_name()}")
+
+    def _finished(self, result) -> None:
+        if not self.after or self.after not in result._task.get_name():
+            return
+        self.after_seen += 1
+        if self.after_seen == self.after_nth:
+            self._kill(f"after {result._task.get_name()}")
+
+    def v2_runner_on_ok(self, result):
+        self._finished(result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._finished(result)
+
+    def v2_runner_item_on_ok(self, result):
+        self._finished(result)

@@ -1,0 +1,216 @@
+"""Crash-safe and race-safe lifecycle (issue 19): a cutover or rollback SIGKILLed at a chosen task,
+then recovered from a fresh control node by rollback or by cutover, with the applications writing
+all along. Every recovery must end consistent (one entry everywhere, nothing frozen that should not
+be, no lock held, no journal open) and lose no acknowledged write.
+
+`make test` runs a slice with one kill point per phase; `make matrix` (marker `matrix`) kills after
+every task of cutover and of rollback in turn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from harness.ansible import ansible_env, local_deployment, run_playbook
+from harness.killpoints import Writer, config_url, lost_writes, run_fresh, run_killed
+
+TEMPLATE = "postgresql://{login_user}:{password!u}@{login_host}:{login_port}/{login_db}"
+
+
+@pytest.fixture
+def deployment(tmp_path, pg, pg2):
+    """A deployment 'shop' (blue on pg with 300 users, green on pg2), staged and verified; drift policy restage."""
+    blue = pg.create_database()
+    green_name = f"g_{blue.name}"
+    blue.execute(
+        "CREATE TABLE users (user_id serial PRIMARY KEY, user_name varchar(255), creation_date timestamp);"
+        "INSERT INTO users (user_name, creation_date) SELECT 'user ' || g, now() FROM generate_series(1, 300) g"
+    )
+    os.chmod(tmp_path, 0o700)
+    hosts = {}
+    for name in ("app1", "app2"):
+        env = tmp_path / f"{name}.env"
+        env.write_text(f"DATABASE_URL={blue.uri}\n")
+        os.chmod(env, 0o600)
+        hosts[name] = env
+    targets = {name: [{"format": "dotenv", "path": str(env), "key": "DATABASE_URL", "template": TEMPLATE}] for name, env in hosts.items()}
+    entries = {"blue": {**pg.login_params(), "login_db": blue.name}, "green": {**pg2.login_params(), "login_db": green_name}}
+    inventory, variables = local_deployment(tmp_path, targets, entries, "r1")
+    variables["dualboot_drift_policy"] = "restage"
+    d = {"inventory": inventory, "vars": variables, "hosts": hosts, "blue": blue, "green": pg2.db(green_name), "dir": tmp_path}
+    for step in ("stage", "verify"):
+        proc = run_playbook(f"dualboot.db.{step}", variables, inventory=str(inventory))
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    yield d
+    pg.drop_database(blue.name)
+    pg2.drop_database(green_name)
+
+
+def records(d: dict) -> dict:
+    return {h: json.loads((d["dir"] / "records" / f"{h}.json").read_text()) for h in d["hosts"]}
+
+
+def assert_consistent(d: dict, writer: Writer | None) -> str:
+    """One entry everywhere, the default writable, the fallback frozen, no lock, no open journal, no write lost."""
+    recs = records(d)
+    defaults = {r["default"] for r in recs.values()}
+    assert len(defaults) == 1, recs
+    default = defaults.pop()
+    for host, r in recs.items():
+        assert r["lock"] is None, (host, r["lock"])
+        assert (r.get("journal") or {}).get("phase") in (None, "done", "undone"), (host, r["journal"])
+    db = {"blue": d["blue"], "green": d["green"]}
+    for host, env in d["hosts"].items():
+        assert f"/{db[default].name}" in config_url(env), (host, config_url(env), default)
+    assert db[default].scalar("SHOW default_transaction_read_only") == "off"
+    fallback = next(iter(recs.values()))["fallback"]
+    if fallback:
+        assert db[fallback].scalar("SHOW default_transaction_read_only") == "on"
+    if writer is not None:
+        lost = lost_writes(writer, db[default])
+        assert not lost, f"{len(lost)} of {len(writer.acked)} acknowledged writes lost, e.g. {lost[:3]}"
+    return default
+
+
+def kill_then_recover(d: dict, playbook: str, kill_after: str, recover_with: str, writer: Writer) -> tuple[int, str]:
+    rc, out, log = run_killed(f"dualboot.db.{playbook}", d["inventory"], d["vars"], {"DUALBOOT_KILL_AFTER": kill_after})
+    assert log and log[-1].startswith("KILLED"), f"the kill point {kill_after!r} was never reached:\n" + "\n".join(log[-40:]) + out[-3000:]
+    return run_fresh(f"dualboot.db.{recover_with}", d["inventory"], d["vars"])
+
+
+def check_recovery(d: dict, rc: int, out: str, recover_with: str) -> None:
+    # A rollback that finds the new default has taken writes refuses (consistently) instead of losing them.
+    assert rc == 0 or (recover_with == "rollback" and "Rollback refused" in out and "took writes" in out), out[-5000:]
+
+
+HALF_SWITCHED = "Point the configuration at the entry, on app1"
+
+# One kill point per phase of a cutover: (kill after this task, recovered by).
+CUTOVER_SLICE = [
+    ("Lock the other boot records", "rollback"),  # before the freeze
+    ("Set the freeze state of blue", "cutover"),  # frozen, nothing switched
+    ("Point the configuration at the entry, on app1", "rollback"),  # hosts half switched
+    ("Journal the phase in every boot record, done#1", "cutover"),  # records half switched
+]
+
+
+@pytest.mark.parametrize(("kill_after", "recover_with"), CUTOVER_SLICE, ids=["locked", "frozen", "hosts-half", "records-half"])
+def test_a_killed_cutover_is_recovered_without_losing_a_write(deployment, kill_after, recover_with):
+    d = deployment
+    writer = Writer(list(d["hosts"].values()))
+    writer.start()
+    try:
+        time.sleep(1)
+        rc, out = kill_then_recover(d, "cutover", kill_after, recover_with, writer)
+        assert "RECOVERY" in out, out[-4000:]
+        time.sleep(1)
+    finally:
+        writer.stop()
+    check_recovery(d, rc, out, recover_with)
+    assert_consistent(d, writer)
+    assert len({url for _stamp, url in writer.acked}) >= 1 and writer.acked
+
+
+def test_a_rollback_killed_at_the_thaw_is_finished(deployment):
+    d = deployment
+    proc = run_playbook("dualboot.db.cutover", d["vars"], inventory=str(d["inventory"]))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    rc, out, log = run_killed("dualboot.db.rollback", d["inventory"], d["vars"], {"DUALBOOT_KILL_AFTER": "Set the freeze state of blue"})
+    assert log[-1].startswith("KILLED"), "\n".join(log[-30:])
+    assert records(d)["app1"]["lock"] is not None  # the dead run's lock is left behind
+    writer = Writer(list(d["hosts"].values()))
+    writer.start()
+    try:
+        rc, out = run_fresh("dualboot.db.rollback", d["inventory"], d["vars"])
+        time.sleep(1)
+    finally:
+        writer.stop()
+    assert rc == 0, out[-4000:]
+    assert "RECOVERY" in out and "took over the lock" in out, out[-4000:]
+    # Killed before any host switched: the interrupted rollback is undone, then this rollback runs in full.
+    assert assert_consistent(d, writer) == "blue"
+
+
+# The wide sweep: every task start of a cutover (and of a rollback after a cutover) is a kill point;
+# runs with fewer tasks than N end normally and the case is skipped.
+SWEEP = range(1, 111)
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("recover_with", ["rollback", "cutover"])
+@pytest.mark.parametrize("playbook", ["cutover", "rollback"])
+@pytest.mark.parametrize("task", SWEEP)
+def test_every_kill_point(deployment, playbook, recover_with, task):
+    d = deployment
+    if playbook == "rollback":
+        proc = run_playbook("dualboot.db.cutover", d["vars"], inventory=str(d["inventory"]))
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    writer = Writer(list(d["hosts"].values()))
+    # A rollback of a cutover whose new default took writes is refused by design; the writer starts with the recovery.
+    if playbook == "cutover":
+        writer.start()
+    try:
+        rc, out, log = run_killed(f"dualboot.db.{playbook}", d["inventory"], d["vars"], {"DUALBOOT_KILL_AT_TASK": str(task)})
+        if not log or not log[-1].startswith("KILLED"):
+            pytest.skip(f"{playbook} has fewer than {task} tasks")
+        if playbook == "rollback":
+            writer.start()
+        rc, out = run_fresh(f"dualboot.db.{recover_with}", d["inventory"], d["vars"])
+        time.sleep(1)
+    finally:
+        if writer.is_alive():
+            writer.stop()
+    check_recovery(d, rc, out, recover_with)
+    assert_consistent(d, writer)
+
+
+def test_two_cutovers_started_together_one_proceeds_the_other_is_refused(deployment):
+    d = deployment
+    procs = []
+    for _n in range(2):
+        work = Path(tempfile.mkdtemp(prefix="dualboot-race-"))
+        os.chmod(work, 0o700)
+        vf = work / "vars.json"
+        vf.write_text(json.dumps(d["vars"]))
+        os.chmod(vf, 0o600)
+        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(d["inventory"]), "dualboot.db.cutover", "-e", f"@{vf}"]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ansible_env(work), cwd=work))
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    rcs = [p.returncode for p in procs]
+    assert sorted(rc == 0 for rc in rcs) == [False, True], "\n=====\n".join(o[-3000:] for o in outs)
+    refused = outs[rcs.index(next(rc for rc in rcs if rc != 0))]
+    assert "Cutover refused" in refused and ("holds the lock" in refused or "locked by" in refused), refused[-3000:]
+    assert "nothing was changed" in refused, refused[-3000:]
+    assert assert_consistent(d, None) == "green"
+
+
+def test_a_stage_refuses_while_an_interrupted_cutover_has_hosts_on_the_new_entry(deployment):
+    """Issue 19 C: the stage copied over green (where applications already wrote) and checked the lock last."""
+    d = deployment
+    rc, out, log = run_killed("dualboot.db.cutover", d["inventory"], d["vars"], {"DUALBOOT_KILL_AFTER": HALF_SWITCHED})
+    assert log[-1].startswith("KILLED"), "\n".join(log[-30:])
+    d["green"].execute("INSERT INTO users (full_name, creation_date) VALUES ('written to green after the crash', '1999-01-01')")
+    rc, out = run_fresh("dualboot.db.stage", d["inventory"], {**d["vars"], "dualboot_restage": True})
+    assert d["green"].scalar("SELECT count(*) FROM users WHERE full_name = 'written to green after the crash'") == 1, out[-3000:]
+    assert rc != 0 and "Stage refused" in out and "interrupted cutover" in out, out[-3000:]
+
+
+def test_rollback_after_a_finished_crashed_cutover_measures_from_the_original_marker(deployment):
+    """Issue 19 D: finishing a crashed cutover took a new marker, so rollback no longer saw the writes made after the crash."""
+    d = deployment
+    rc, out, log = run_killed("dualboot.db.cutover", d["inventory"], d["vars"], {"DUALBOOT_KILL_AFTER": HALF_SWITCHED})
+    assert log[-1].startswith("KILLED"), "\n".join(log[-30:])
+    d["green"].execute("INSERT INTO users (full_name, creation_date) VALUES ('written to green after the crash', '1999-01-01')")
+    rc, out = run_fresh("dualboot.db.cutover", d["inventory"], d["vars"])
+    assert rc == 0, out[-4000:]
+    assert assert_consistent(d, None) == "green"
+    rc, out = run_fresh("dualboot.db.rollback", d["inventory"], d["vars"])
+    assert rc != 0 and "Rollback refused" in out and "public.users" in out, out[-3000:]
+    assert assert_consistent(d, None) == "green"
