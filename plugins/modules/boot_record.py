@@ -42,7 +42,8 @@ attributes:
     details: Reads the record and computes the new one, refusing exactly what a real run would refuse; writes nothing.
   diff_mode:
     support: full
-    details: A summary before and after - default, fallback and staged entry, entries, evidence kinds, lock, journal, last switch (no marker JSON).
+    details: A summary before and after (default, fallback and staged entry, entries, evidence kinds, lock, journal,
+      last switch), never marker JSON.
   platform:
     platforms: posix
 options:

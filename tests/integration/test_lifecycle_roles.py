@@ -125,3 +125,19 @@ def test_cutover_refuses_without_a_passing_verify(deployment):
     rc, out = play(d, "cutover")
     assert rc != 0 and "Cutover refused" in out and "not been verified" in out
     assert record(d)["default"] == "blue"
+
+
+def test_cutover_in_check_mode_says_what_would_happen_and_changes_nothing(deployment):
+    """Issue 13 item 4: `cutover --check` printed "cutover DONE ... writes were blocked for 14.07 s"."""
+    d = deployment
+    for step in ("stage", "verify"):
+        rc, out = play(d, step)
+        assert rc == 0, out[-3000:]
+    before = {h: record(d, h) for h in d["hosts"]}
+    proc = run_playbook("dualboot.db.cutover", d["vars"], inventory=str(d["inventory"]), check=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "cutover WOULD make green the default entry" in out and "DONE" not in out and "writes were blocked" not in out, out[-3000:]
+    assert {h: record(d, h) for h in d["hosts"]} == before
+    assert all(env.read_text() == f"DATABASE_URL={d['blue'].uri}\nOTHER=kept\n" for env in d["hosts"].values())
+    assert d["blue"].scalar("SHOW default_transaction_read_only") == "off"
