@@ -4,9 +4,11 @@
 production loses a control node. Enabled by the kill-point tests (tests/harness/killpoints.py):
 
 - DUALBOOT_KILL_AT_TASK=N kills when the N-th task starts (right after task N-1 finished);
+- DUALBOOT_KILL_BEFORE="<name part>" kills when the first task whose name contains it starts;
 - DUALBOOT_KILL_AFTER="<name part>[#k]" kills right after the k-th result (default the first) of a
   task whose name contains <name part>: loop items count one by one (#1 of a loop over two hosts
-  is "after the first host"), then the task's own result;
+  is "after the first host", but the worker may have finished the next item by the time the kill
+  lands: use it where that does not matter), then the task's own result;
 - DUALBOOT_KILL_LOG=<file> appends every task start as "<n>\t<task name>" (to list the kill points).
 
 The playbook must run in its own process group (start_new_session): the whole group is killed.
@@ -37,6 +39,7 @@ class CallbackModule(CallbackBase):
         super().__init__(*args, **kwargs)
         self.started = 0
         self.at_task = int(os.environ.get("DUALBOOT_KILL_AT_TASK") or 0)
+        self.before = os.environ.get("DUALBOOT_KILL_BEFORE") or ""
         after = os.environ.get("DUALBOOT_KILL_AFTER") or ""
         self.after, _sep, nth = after.partition("#")
         self.after_nth = int(nth or 1)
@@ -54,7 +57,7 @@ class CallbackModule(CallbackBase):
         if self.log:
             with open(self.log, "a", encoding="utf-8") as f:
                 f.write(f"{self.started}\t{task.get_name()}\n")
-        if self.at_task and self.started == self.at_task:
+        if (self.at_task and self.started == self.at_task) or (self.before and self.before in task.get_name()):
             self._kill(f"at the start of task {self.started}: {task.get_name()}")
 
     def _finished(self, result) -> None:
