@@ -49,6 +49,7 @@ from ansible_collections.dualboot.db.plugins.module_utils.errors import (
     SafetyRefusal,
 )
 from ansible_collections.dualboot.db.plugins.module_utils.pg_drift import measure_rows, take_marker
+from ansible_collections.dualboot.db.plugins.module_utils.pg_privileges import explain
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect
 
 try:
@@ -142,7 +143,7 @@ def conninfo_dbname(name: str) -> str:
 ERROR_LINE = re.compile(r"^(?:\S+: )?(?:error|ERROR|FATAL|PANIC):?\s.*$", re.M)
 
 
-def _tool_failure(label: str, rc: int, stderr: str, disk: str | None) -> DualbootError:
+def _tool_failure(label: str, rc: int, stderr: str, disk: str | None, user: str | None = None) -> DualbootError:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ERROR_LINE.match(ln) or "error:" in ln] or lines[-5:]
     detail = " | ".join(errors[:5])[:1500]
@@ -157,6 +158,8 @@ def _tool_failure(label: str, rc: int, stderr: str, disk: str | None) -> Dualboo
         return ConnectionFailed(
             f"{label} could not connect: {detail}", hint="check the connection options (login_host, login_port, login_password)."
         )
+    if "permission denied" in lowered or "must be owner" in lowered or "must be superuser" in lowered or "must be member" in lowered:
+        return explain(detail, user, doing=label)
     if "does not exist" in lowered and "role" in lowered:
         return ExternalToolFailed(
             f"{label} failed (exit {rc}): {detail}",
@@ -184,6 +187,7 @@ class ToolProcess:
     ) -> None:
         self.label = label
         self.disk = disk
+        self.user = env.get("PGUSER")
         self.errfile = tempfile.TemporaryFile()  # noqa: SIM115 - closed in wait()
         self.started = time.monotonic()
         try:
@@ -204,7 +208,7 @@ class ToolProcess:
         self.errfile.close()
         self.seconds = time.monotonic() - self.started
         if rc != 0 or ERROR_LINE.search(err):
-            raise _tool_failure(self.label, rc, err, self.disk)
+            raise _tool_failure(self.label, rc, err, self.disk, self.user)
         return err
 
     def kill(self) -> None:

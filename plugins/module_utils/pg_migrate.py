@@ -24,6 +24,7 @@ from typing import Any
 
 from ansible_collections.dualboot.db.plugins.module_utils.boot_record import default_entry, load_record, same_postgresql_database
 from ansible_collections.dualboot.db.plugins.module_utils.errors import IntegrityError, InvalidInput, OperationFailed, SafetyRefusal
+from ansible_collections.dualboot.db.plugins.module_utils.pg_privileges import explain
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect
 
 try:
@@ -446,6 +447,8 @@ def _failure(m: Migration, st: Statement, index: int, total: int, exc: Any, comm
     else:
         state = "nothing of it was committed; earlier migrations stay applied and recorded."
     hint = diag.message_hint or "fix the migration and run the task again."
+    if diag.sqlstate == "42501":
+        hint = explain(exc).hint
     if diag.sqlstate == "25001":
         hint = (
             "this statement refuses to run in a transaction block: mark the migration non-transactional (-- dualboot: transactional=false)."

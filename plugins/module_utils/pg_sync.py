@@ -339,7 +339,8 @@ def _source_checks(d: _Db, name: str, replica_identity_full: list[str]) -> tuple
     if not role["superuser"] and not role["replication"]:
         problems.append(
             f"role {role['name']} may not open replication connections to the default entry: "
-            f"ALTER ROLE {role['name']} REPLICATION (or connect as a role that has it)."
+            f"ALTER ROLE {role['name']} REPLICATION (on RDS/Aurora: GRANT rds_replication TO {role['name']}), or connect as a "
+            "role that has it."
         )
     tabs = tables(d)
     facts["tables"] = len(tabs)
@@ -350,7 +351,7 @@ def _source_checks(d: _Db, name: str, replica_identity_full: list[str]) -> tuple
             problems.append(
                 f"role {role['name']} does not own {len(foreign)} table(s) ({', '.join(foreign[:10])}"
                 f"{', ...' if len(foreign) > 10 else ''}): a publication can only list tables its creator owns. "
-                "Connect as their owner or a superuser."
+                f"Connect as their owner or a superuser, or GRANT <their owner> TO {role['name']}."
             )
     unlogged = [t["name"] for t in tabs if t["persistence"] == "u"]
     if unlogged:
@@ -419,7 +420,8 @@ def _target_checks(d: _Db) -> tuple[list[str], list[str], dict]:
     if not role["superuser"]:
         problems.append(
             f"role {role['name']} is not a superuser on the staged entry's server: PostgreSQL 15 lets only superusers create "
-            "subscriptions. Connect the staged entry as a superuser."
+            "subscriptions (16 adds pg_create_subscription, which dualboot.db does not support yet). Connect the staged entry as "
+            "a superuser, or use the copy-based stage (dualboot_stage_method: copy), which needs none (docs/privileges.md)."
         )
     used = d.one("SELECT count(*) FROM pg_stat_subscription")
     if int(s["max_logical_replication_workers"]) - used < 2:
