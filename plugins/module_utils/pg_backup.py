@@ -143,6 +143,11 @@ def conninfo_dbname(name: str) -> str:
 ERROR_LINE = re.compile(r"^(?:\S+: )?(?:error|ERROR|FATAL|PANIC):?\s.*$", re.M)
 
 
+SQL_PRIVILEGE_ERROR = re.compile(
+    r"permission denied (?:for|to) |must be owner of|must be superuser|must be member of|must be able to set role"
+)
+
+
 def _tool_failure(label: str, rc: int, stderr: str, disk: str | None, user: str | None = None) -> DualbootError:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ERROR_LINE.match(ln) or "error:" in ln] or lines[-5:]
@@ -154,12 +159,12 @@ def _tool_failure(label: str, rc: int, stderr: str, disk: str | None, user: str 
             f"{label} failed: disk full on {where} ({detail}).",
             hint=f"free space on {where} or choose another location; the partial output was removed.",
         )
+    if SQL_PRIVILEGE_ERROR.search(lowered):  # the server's words; a file's "Permission denied" is not a grant
+        return explain(detail, user, doing=label)
     if "password authentication failed" in lowered or "could not connect" in lowered or "connection to server" in lowered:
         return ConnectionFailed(
             f"{label} could not connect: {detail}", hint="check the connection options (login_host, login_port, login_password)."
         )
-    if "permission denied" in lowered or "must be owner" in lowered or "must be superuser" in lowered or "must be member" in lowered:
-        return explain(detail, user, doing=label)
     if "does not exist" in lowered and "role" in lowered:
         return ExternalToolFailed(
             f"{label} failed (exit {rc}): {detail}",

@@ -58,7 +58,7 @@ options:
     type: bool
     default: false
   terminate:
-    description: Freeze and thaw may terminate sessions (the cutover's O(dualboot_freeze_terminate)); needs C(pg_signal_backend).
+    description: Freeze and thaw may terminate sessions (the role variable C(dualboot_freeze_terminate)); needs C(pg_signal_backend).
     type: bool
     default: true
   maintenance_db:

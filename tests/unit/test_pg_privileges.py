@@ -52,3 +52,16 @@ def test_refuse_lists_every_missing_privilege_and_each_grant_once():
 def test_ident_quotes_only_what_needs_it():
     assert ident("shop_owner") == "shop_owner"
     assert ident("Shop Owner") == '"Shop Owner"' and ident('a"b') == '"a""b"'
+
+
+def test_client_tools_privilege_errors_are_named_and_file_errors_are_not():
+    from ansible_collections.dualboot.db.plugins.module_utils.errors import ExternalToolFailed
+    from ansible_collections.dualboot.db.plugins.module_utils.pg_backup import _tool_failure
+
+    walsender = 'pg_basebackup: error: connection to server at "127.0.0.1", port 5 failed: FATAL:  must be superuser or replication role'
+    e = _tool_failure("pg_basebackup", 1, walsender, None, "app")
+    assert isinstance(e, MissingPrivilege) and "ALTER ROLE app REPLICATION" in e.hint
+    e = _tool_failure("pg_dump", 1, "pg_dump: error: query failed: ERROR:  permission denied for table secret", None, "app")
+    assert isinstance(e, MissingPrivilege) and "ON secret TO app" in e.hint
+    e = _tool_failure("pg_dump", 1, 'pg_dump: error: could not open output file "/x/y": Permission denied', None, "app")
+    assert isinstance(e, ExternalToolFailed)
