@@ -122,7 +122,7 @@ class Entry:
         self.owner, self.owns, self.is_template, self.can_connect, self.can_create = row[1:] if row else (None, False, False, False, False)
         self.relations: list[tuple] = []
         self.dualboot_schema: tuple | None = None
-        if self.exists and self.can_connect:
+        if self.exists and self.can_connect and not self.role.superuser:  # a superuser needs no per-object check
             with connect(conn, autocommit=True) as c:
                 cur = c.cursor()
                 cur.execute(Q_RELATIONS)

@@ -81,6 +81,16 @@ def test_copy_across_servers_as_the_same_owner_role_on_each(owner, live, pg2, ma
     assert fingerprint(other.db(green)) == fingerprint(live)
 
 
+def test_backup_and_restore_as_the_owner_role(owner, live, tmp_path, run_module):
+    dest = tmp_path / "backup"
+    r = run_module("postgresql_backup", {**conn_args(owner, live.name), "dest": str(dest), "jobs": 2})
+    assert not r.failed, r.msg
+    green = f"g_{live.name}"
+    r = run_module("postgresql_restore", {**conn_args(owner, green), "src": str(dest), "jobs": 2})
+    assert not r.failed, r.msg
+    assert fingerprint(owner.db(green)) == fingerprint(live)
+
+
 def test_template_needs_ownership_and_auto_copies_from_a_snapshot_instead(pg, owner, run_module):
     """A database owned by another role may be copied by dump, not as a template (PostgreSQL 15 rule)."""
     owner.admin("CREATE ROLE appowner_x NOLOGIN")
