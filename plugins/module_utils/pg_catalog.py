@@ -242,6 +242,26 @@ _TRIGGER_ENABLED = {"O": "enabled", "D": "disabled", "R": "replica", "A": "alway
 _CONSTRAINT_TAIL = re.compile(r"(?: DEFERRABLE)?(?: INITIALLY DEFERRED)?(?: NOT VALID)?$")
 _INDEX_USING = re.compile(r" USING (\w+) (.*)$", re.S)
 
+# A constant array cast as a whole, as PostgreSQL prints ``varchar_col IN ('a', 'b')`` when it was
+# parsed from the statement: ``(ARRAY['a'::character varying, 'b'::character varying])::text[]``.
+# A dump re-parses that text into one cast per element, printed
+# ``ARRAY[('a'::character varying)::text, ('b'::character varying)::text]``: the same values, so a
+# restored copy must compare equal while a changed list still differs.
+_CONST = r"'(?:[^']|'')*'::[^,\[\]()']+(?:\(\d+(?:,\d+)?\))?"
+_ARRAY_CAST = re.compile(rf"\(ARRAY\[((?:{_CONST})(?:, {_CONST})*)\]\)::([^,\[\]()']+(?:\(\d+(?:,\d+)?\))?)\[\]")
+_CONST_ITEM = re.compile(_CONST)
+
+
+def normalized_definition(text: str | None) -> str | None:
+    """A deparsed expression in the form PostgreSQL prints after a dump and restore (see _ARRAY_CAST)."""
+    if not text or "])::" not in text:
+        return text
+
+    def per_element(m: re.Match) -> str:
+        return "ARRAY[" + ", ".join(f"({c})::{m.group(2)}" for c in _CONST_ITEM.findall(m.group(1))) + "]"
+
+    return _ARRAY_CAST.sub(per_element, text)
+
 
 def qident(name: str) -> str:
     """Quote an identifier the way PostgreSQL's quote_ident does (for suggested SQL text)."""
@@ -375,7 +395,8 @@ class CatalogReader:
             self.cur.execute(Q_RESOLVE["view"], ([o["info"]["oid"] for o in views],))
             found = dict(self.cur.fetchall())
             for o in views:
-                o["attrs"]["definition"] = o["info"]["definition"] = found[o["info"]["oid"]]
+                o["info"]["definition"] = found[o["info"]["oid"]]
+                o["attrs"]["definition"] = normalized_definition(o["info"]["definition"])
         self.seconds += time.monotonic() - started
 
     def resolve_all(self, snap: dict) -> None:
@@ -389,7 +410,7 @@ class CatalogReader:
 
 
 def _apply_constraint(o: dict, condef: str) -> None:
-    o["attrs"]["definition"] = _CONSTRAINT_TAIL.sub("", condef)
+    o["attrs"]["definition"] = normalized_definition(_CONSTRAINT_TAIL.sub("", condef))
     o["info"]["full"] = o["info"]["definition"] = condef
 
 
@@ -398,8 +419,8 @@ def _apply_index(o: dict, idef: str, predicate: str | None) -> None:
     keys = m.group(2) if m else idef
     if predicate and keys.endswith(f" WHERE {predicate}"):
         keys = keys[: -len(f" WHERE {predicate}")]
-    o["attrs"]["keys"] = keys
-    o["attrs"]["predicate"] = predicate
+    o["attrs"]["keys"] = normalized_definition(keys)
+    o["attrs"]["predicate"] = normalized_definition(predicate)
     o["info"]["definition"] = idef
 
 
@@ -501,7 +522,7 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
             kind, definition = "composite_type", "(" + ", ".join(items or []) + ")"
         else:
             attrs = {"base_type": base, "not_null": notnull, "default": default, "collation": collation,
-                     "constraints": list(items or []), "comment": comment}  # fmt: skip
+                     "constraints": [normalized_definition(c) for c in items or []], "comment": comment}  # fmt: skip
             kind, definition = "domain", f"DOMAIN {base}"
         _owner_attrs(attrs, owner, acl, with_grants)
         _add(objects, _obj(kind, nsp, name, attrs, {"definition": definition}))
@@ -634,11 +655,12 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
     for nsp, table, name, definition, enabled, comment in rows(Q_TRIGGERS):
         if (nsp, table) not in tables.rows:
             continue
-        attrs = {"definition": definition, "enabled": _TRIGGER_ENABLED.get(enabled, enabled), "comment": comment}
+        attrs = {"definition": normalized_definition(definition), "enabled": _TRIGGER_ENABLED.get(enabled, enabled), "comment": comment}
         _add(objects, _obj("trigger", nsp, f"{table}.{name}", attrs, {"table": table, "trigger": name, "definition": definition}))
 
     for nsp, table, name, cmd, permissive, roles, using, check in rows(Q_POLICIES):
-        attrs = {"command": _POLCMD[cmd], "permissive": permissive, "roles": list(roles or []), "using": using, "with_check": check}
+        attrs = {"command": _POLCMD[cmd], "permissive": permissive, "roles": list(roles or []), "using": normalized_definition(using),
+                 "with_check": normalized_definition(check)}  # fmt: skip
         definition = f"FOR {attrs['command']} TO {', '.join(attrs['roles'])}"
         _add(objects, _obj("policy", nsp, f"{table}.{name}", attrs, {"table": table, "policy": name, "definition": definition}))
 
