@@ -33,6 +33,14 @@ ALTER TABLE jobs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY jobs_mine ON jobs USING (status IN ('queued'));
 CREATE VIEW open_jobs AS SELECT id, NULL::integer AS worker, status FROM jobs WHERE status IN ('queued', 'running')
   UNION ALL SELECT 0, NULL, 'none';
+-- printed otherwise after a restore too: nested ANDs (BETWEEN), NULL and expression elements of a list
+ALTER TABLE jobs ADD COLUMN tries int, ADD COLUMN workers bigint[],
+  ADD CONSTRAINT jobs_tries CHECK (tries BETWEEN 0 AND 10 AND id > 0),
+  ADD CONSTRAINT jobs_kinds CHECK (kind IN ('a' || 'b', NULL, 'c'));
+CREATE TABLE workers (id bigint PRIMARY KEY, name text);
+CREATE VIEW busy AS SELECT j.id, w.name FROM jobs j JOIN workers w ON w.id = ANY (j.workers)
+  WHERE j.tries BETWEEN 1 AND 3 AND j.kind IN ('a' || 'b', NULL);
+CREATE VIEW job_ids AS SELECT j.id FROM jobs j LEFT JOIN workers w ON w.id = j.tries;
 """
 
 
@@ -75,15 +83,22 @@ def test_a_real_change_of_such_a_list_is_still_found(restored, side):
         "ALTER TABLE jobs DROP CONSTRAINT jobs_status, ADD CONSTRAINT jobs_status CHECK (status IN ('queued', 'running', 'failed'));"
         "DROP INDEX jobs_open; CREATE INDEX jobs_open ON jobs (id) WHERE status IN ('queued');"
         "CREATE OR REPLACE VIEW open_jobs AS SELECT id, NULL::integer AS worker, status FROM jobs WHERE status IN ('running')"
-        " UNION ALL SELECT 0, NULL, 'none'"
+        " UNION ALL SELECT 0, NULL, 'none';"
+        "ALTER TABLE jobs DROP CONSTRAINT jobs_tries, ADD CONSTRAINT jobs_tries CHECK (tries BETWEEN 0 AND 11 AND id > 0);"
+        # a renamed column, and a join the planner would remove (workers.id is unique): both real changes
+        "ALTER VIEW busy RENAME COLUMN name TO worker_name;"
+        "CREATE OR REPLACE VIEW job_ids AS SELECT j.id FROM jobs j"
     )
     for a, b in ((live, copy), (copy, live)):
         r = pg_diff.compare_schemas(a.conn, b.conn)
         found = {(c["kind"], c["name"], c["attribute"]) for c in r["changes"]}
         assert found == {
             ("constraint", "jobs.jobs_status", "definition"),
+            ("constraint", "jobs.jobs_tries", "definition"),
             ("index", "jobs_open", "predicate"),
             ("view", "open_jobs", "definition"),
+            ("view", "busy", "definition"),
+            ("view", "job_ids", "definition"),
         }, r["summary"]
         # The suggested SQL carries the server's own text, and it applies.
         status = next(c for c in r["changes"] if c["kind"] == "constraint")
