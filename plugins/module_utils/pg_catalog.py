@@ -18,6 +18,7 @@ import re
 import time
 from typing import Any
 
+from ansible_collections.dualboot.db.plugins.module_utils.pg_reprint import normalized_definition
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect, psycopg, server_version
 
 OWN_SCHEMA = "dualboot"
@@ -242,26 +243,6 @@ _TRIGGER_ENABLED = {"O": "enabled", "D": "disabled", "R": "replica", "A": "alway
 _CONSTRAINT_TAIL = re.compile(r"(?: DEFERRABLE)?(?: INITIALLY DEFERRED)?(?: NOT VALID)?$")
 _INDEX_USING = re.compile(r" USING (\w+) (.*)$", re.S)
 
-# A constant array cast as a whole, as PostgreSQL prints ``varchar_col IN ('a', 'b')`` when it was
-# parsed from the statement: ``(ARRAY['a'::character varying, 'b'::character varying])::text[]``.
-# A dump re-parses that text into one cast per element, printed
-# ``ARRAY[('a'::character varying)::text, ('b'::character varying)::text]``: the same values, so a
-# restored copy must compare equal while a changed list still differs.
-_CONST = r"'(?:[^']|'')*'::[^,\[\]()']+(?:\(\d+(?:,\d+)?\))?"
-_ARRAY_CAST = re.compile(rf"\(ARRAY\[((?:{_CONST})(?:, {_CONST})*)\]\)::([^,\[\]()']+(?:\(\d+(?:,\d+)?\))?)\[\]")
-_CONST_ITEM = re.compile(_CONST)
-
-
-def normalized_definition(text: str | None) -> str | None:
-    """A deparsed expression in the form PostgreSQL prints after a dump and restore (see _ARRAY_CAST)."""
-    if not text or "])::" not in text:
-        return text
-
-    def per_element(m: re.Match) -> str:
-        return "ARRAY[" + ", ".join(f"({c})::{m.group(2)}" for c in _CONST_ITEM.findall(m.group(1))) + "]"
-
-    return _ARRAY_CAST.sub(per_element, text)
-
 
 def qident(name: str) -> str:
     """Quote an identifier the way PostgreSQL's quote_ident does (for suggested SQL text)."""
@@ -377,7 +358,7 @@ class CatalogReader:
                 expr = exprs.get((o["info"]["relid"], o["info"]["attnum"]))
                 for attr in ("default", "generated"):
                     if isinstance(o["attrs"].get(attr), Raw):
-                        o["attrs"][attr] = expr
+                        o["attrs"][attr] = normalized_definition(expr)
         for kind, apply in (("constraint", _apply_constraint), ("index", _apply_index)):
             todo = [
                 objs[kind][k]
@@ -693,6 +674,8 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
             continue  # inherited from a parent (partitions, inheritance): reported once, on the parent
         if generated == "s" and default is not None:
             default = Raw(default)  # a generation expression reads columns: deparsed only when it differs
+        else:
+            default = normalized_definition(default)  # as printed after a restore (see pg_reprint)
         compare = (typ, notnull, default, identity, generated, collation, comment)
         if check_column_order:
             compare += (len(names),)
