@@ -42,7 +42,7 @@ MIGRA_PATTERNS = [
     (rf"alter table {_QUAL} set (?:logged|unlogged)", "table"),
     (rf"(?:create|drop) table (?:if exists )?{_QUAL}", "table"),
     (rf"(?:create|drop|alter) sequence (?:if exists )?{_QUAL}", "sequence"),
-    (rf"create (?:unique )?index {_IDENT} on {_QUAL}", "index_on"),
+    (rf"create (?:unique )?index {_IDENT} on (?:only )?{_QUAL}", "index_on"),
     (rf"drop index (?:if exists )?{_QUAL}", "index"),
     (rf"(?:create or replace|drop|create) (?:materialized )?view (?:if exists )?{_QUAL}", "view"),
     (rf"(?:create or replace|drop) (?:function|procedure) (?:if exists )?{_QUAL}", "function"),

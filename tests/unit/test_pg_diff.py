@@ -33,7 +33,9 @@ def snapshot(columns: dict, views: dict | None = None) -> dict:
             "attrs": {"definition": f"SELECT * FROM {deps[0]}", "options": [], "comment": None},
             "info": {"oid": 10, "depends_on": deps, "definition": "..."},
         }
-    return {"objects": objects}
+    # pg_depend: each view reads every column of the table it selects from
+    readers = {("public", f"users.{c}"): [f"rule _RETURN on view {v}" for v, deps in (views or {}).items()] for c in columns if views}
+    return {"objects": objects, "column_dependents": readers}
 
 
 def test_r1_rename_in_place_is_flagged_with_hazards():
