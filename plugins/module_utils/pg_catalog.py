@@ -24,9 +24,12 @@ OWN_SCHEMA = "dualboot"
 KINDS = (
     "schema",
     "extension",
+    "collation",
+    "text_search_configuration",
     "enum",
     "domain",
     "composite_type",
+    "range_type",
     "sequence",
     "function",
     "procedure",
@@ -204,6 +207,8 @@ SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokin
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
   {_desc("pg_proc", "p.oid")}
 WHERE {_NS.format(n="n")} AND {_not_ext("pg_proc", "p.oid")}
+  AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = 'pg_proc'::regclass AND dep.objid = p.oid
+                  AND dep.refclassid = 'pg_type'::regclass AND dep.deptype = 'i')  -- a range type's constructors
 """
 
 Q_TRIGGERS = f"""
@@ -298,19 +303,14 @@ SELECT 'operator_class', format('%%I.%%I', n.nspname, o.opcname)
 UNION ALL
 SELECT 'operator_family', format('%%I.%%I', n.nspname, o.opfname)
   FROM pg_opfamily o JOIN pg_namespace n ON n.oid = o.opfnamespace WHERE {_NS.format(n="n")} AND {_not_ext("pg_opfamily", "o.oid")}
-UNION ALL
-SELECT 'collation', format('%%I.%%I', n.nspname, o.collname)
-  FROM pg_collation o JOIN pg_namespace n ON n.oid = o.collnamespace WHERE {_NS.format(n="n")} AND {_not_ext("pg_collation", "o.oid")}
-UNION ALL
-SELECT 'text_search_configuration', format('%%I.%%I', n.nspname, o.cfgname)
-  FROM pg_ts_config o JOIN pg_namespace n ON n.oid = o.cfgnamespace WHERE {_NS.format(n="n")} AND {_not_ext("pg_ts_config", "o.oid")}
+
 UNION ALL
 SELECT 'text_search_dictionary', format('%%I.%%I', n.nspname, o.dictname)
   FROM pg_ts_dict o JOIN pg_namespace n ON n.oid = o.dictnamespace WHERE {_NS.format(n="n")} AND {_not_ext("pg_ts_dict", "o.oid")}
 UNION ALL
-SELECT CASE t.typtype WHEN 'r' THEN 'range_type' ELSE 'base_type' END, format('%%I.%%I', n.nspname, t.typname)
+SELECT 'base_type', format('%%I.%%I', n.nspname, t.typname)
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
- WHERE t.typtype IN ('b', 'r') AND t.typelem = 0 AND {_NS.format(n="n")} AND {_not_ext("pg_type", "t.oid")}
+ WHERE t.typtype = 'b' AND t.typelem = 0 AND {_NS.format(n="n")} AND {_not_ext("pg_type", "t.oid")}
    AND NOT (t.typtype = 'b' AND t.typcategory = 'A')
 UNION ALL
 SELECT 'conversion', format('%%I.%%I', n.nspname, o.conname)
@@ -339,6 +339,42 @@ SELECT 'cast', format('(%%s AS %%s)', format_type(c.castsource, NULL), format_ty
 UNION ALL
 SELECT 'event_trigger', quote_ident(e.evtname) FROM pg_event_trigger e
  WHERE %(schemas)s::text[] IS NULL AND {_not_ext("pg_event_trigger", "e.oid")}
+"""
+
+Q_RANGES = f"""
+SELECT n.nspname, t.typname, format_type(r.rngsubtype, NULL),
+  (SELECT format('%%I.%%I', cn.nspname, opc.opcname) FROM pg_opclass opc JOIN pg_namespace cn ON cn.oid = opc.opcnamespace
+    WHERE opc.oid = r.rngsubopc AND NOT opc.opcdefault),
+  CASE WHEN r.rngcollation <> 0 AND r.rngcollation <> (SELECT st.typcollation FROM pg_type st WHERE st.oid = r.rngsubtype)
+    THEN (SELECT format('%%I.%%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+          WHERE co.oid = r.rngcollation) END,
+  NULLIF(r.rngcanonical, 0)::regproc::text, NULLIF(r.rngsubdiff, 0)::regproc::text,
+  (SELECT format('%%I.%%I', mn.nspname, mt.typname) FROM pg_type mt JOIN pg_namespace mn ON mn.oid = mt.typnamespace
+    WHERE mt.oid = r.rngmultitypid),
+  d.description
+FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid JOIN pg_namespace n ON n.oid = t.typnamespace {_desc("pg_type", "t.oid")}
+WHERE {_NS.format(n="n")} AND {_not_ext("pg_type", "t.oid")}
+"""
+
+# to_jsonb: the ICU locale column is colliculocale in PostgreSQL 15 and 16, colllocale from 17.
+Q_COLLATIONS = f"""
+SELECT n.nspname, c.collname, c.collprovider, c.collisdeterministic, c.collcollate, c.collctype,
+  coalesce(to_jsonb(c) ->> 'colllocale', to_jsonb(c) ->> 'colliculocale'), d.description
+FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace {_desc("pg_collation", "c.oid")}
+WHERE {_NS.format(n="n")} AND {_not_ext("pg_collation", "c.oid")}
+"""
+
+Q_TS_CONFIGS = f"""
+SELECT n.nspname, c.cfgname, (SELECT format('%%I.%%I', pn.nspname, p.prsname) FROM pg_ts_parser p
+                                JOIN pg_namespace pn ON pn.oid = p.prsnamespace WHERE p.oid = c.cfgparser),
+  (SELECT array_agg(x ORDER BY x) FROM (
+     SELECT format('%%s %%s', tt.alias, string_agg(format('%%I.%%I', dn.nspname, dd.dictname), ', ' ORDER BY m.mapseqno)) x
+       FROM pg_ts_config_map m JOIN ts_token_type(c.cfgparser) tt ON tt.tokid = m.maptokentype
+       JOIN pg_ts_dict dd ON dd.oid = m.mapdict JOIN pg_namespace dn ON dn.oid = dd.dictnamespace
+      WHERE m.mapcfg = c.oid GROUP BY tt.alias) maps),
+  d.description
+FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace {_desc("pg_ts_config", "c.oid")}
+WHERE {_NS.format(n="n")} AND {_not_ext("pg_ts_config", "c.oid")}
 """
 
 # The default privileges of each role for each kind of object (schema, relation, sequence, routine, type):
@@ -798,6 +834,7 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
         _add(objects, _obj("policy", nsp, f"{table}.{name}", attrs, {"table": table, "policy": name, "definition": definition}))
 
     _collect_rules_and_statistics(objects, rows)
+    _collect_collations_ranges_and_text_search(objects, rows)
     snap = {"objects": objects, "schemas": p["schemas"], "counts": {k: len(v) for k, v in objects.items() if v}}
     snap["column_dependents"] = deps = {}
     for nsp, table, col, dependent in rows(Q_COLUMN_DEPENDENTS):
@@ -808,6 +845,22 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
     if with_grants:
         snap["acl_defaults"] = {(k, role): acl or [] for k, role, acl in rows(Q_ACL_DEFAULTS)}
     return snap
+
+
+def _collect_collations_ranges_and_text_search(objects: dict, rows: Any) -> None:
+    for nsp, name, provider, deterministic, collate, ctype, icu, comment in rows(Q_COLLATIONS):
+        provider = {"i": "icu", "c": "libc", "d": "default"}.get(provider, provider)
+        attrs = {"provider": provider, "deterministic": deterministic, "locale": icu if provider == "icu" else None,
+                 "lc_collate": collate if provider != "icu" else None, "lc_ctype": ctype if provider != "icu" else None,
+                 "comment": comment}  # fmt: skip
+        _add(objects, _obj("collation", nsp, name, attrs, {"definition": f"COLLATION ({provider})"}))
+    for nsp, name, parser, mappings, comment in rows(Q_TS_CONFIGS):
+        attrs = {"parser": parser, "mappings": list(mappings or []), "comment": comment}
+        _add(objects, _obj("text_search_configuration", nsp, name, attrs, {"definition": f"PARSER = {parser}"}))
+    for nsp, name, subtype, opclass, collation, canonical, subdiff, multirange, comment in rows(Q_RANGES):
+        attrs = {"subtype": subtype, "subtype_opclass": opclass, "collation": collation, "canonical": canonical,
+                 "subtype_diff": subdiff, "multirange": multirange, "comment": comment}  # fmt: skip
+        _add(objects, _obj("range_type", nsp, name, attrs, {"definition": f"RANGE ({subtype})"}))
 
 
 def _collect_rules_and_statistics(objects: dict, rows: Any) -> None:

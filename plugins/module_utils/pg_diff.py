@@ -80,10 +80,26 @@ def diff(source: dict, target: dict) -> list[dict]:
                 va, vb = oa["attrs"].get(attr), ob["attrs"].get(attr)
                 if va != vb:
                     records.append(_record(ob, "modified", attr, va, vb))
+    records = [r for r in records if not _inherited_elsewhere(r, source, target)]
     for r in records:
         r["hazards"] = hazards_of(r, source, target)
     flag_possible_renames(records, source, target)
     return sort_records(records)
+
+
+def _inherited_elsewhere(r: dict, source: dict, target: dict) -> bool:
+    """Whether an added or removed column is really there on both sides, inherited on one of them.
+
+    A table attached as a partition (or made to INHERIT) keeps its columns, now inherited from the parent;
+    detached (NO INHERIT), they become its own. Columns are reported on the table that defines them, so
+    such a column looks added or removed: it is neither (the table's ``partition_of``/``inherits`` change is).
+    """
+    if r["kind"] != "column" or r["change"] == "modified":
+        return False
+    table, col = r["name"].split(".", 1)
+    other = target if r["change"] == "removed" else source
+    t = other["objects"]["table"].get((r["schema"], table))
+    return t is not None and col in t["info"]["columns"]
 
 
 def _brief(obj: dict) -> str:
@@ -216,94 +232,24 @@ def hazards_of(r: dict, source: dict, target: dict) -> list[str]:
     return [x for x in HAZARDS if x in h]
 
 
+_REMOVAL_BREAKS = ("function", "procedure", "sequence", "domain", "composite_type", "range_type", "extension", "collation",
+                   "text_search_configuration")  # fmt: skip
+
+
 def _hazards(r: dict, source: dict, target: dict) -> set[str]:
     kind, change, attr = r["kind"], r["change"], r["attribute"]
+    by_kind = {"table": _table_hazards, "column": _column_hazards, "constraint": _constraint_hazards, "index": _index_hazards}
+    if kind in by_kind:
+        return by_kind[kind](r, source, target)
     h: set[str] = set()
     if kind == "schema" and change == "removed":
         h |= {"deletes_data", "breaks_dependents"}
-    elif kind == "table":
-        if change == "removed":
-            h |= {"deletes_data", "access_exclusive_lock"}
-            if _dependents(source, qname(r["schema"], r["name"])) or _referencing_fks(source, r["schema"], r["name"]):
-                h.add("breaks_dependents")
-        elif change == "modified":
-            h.add("access_exclusive_lock")
-            if attr == "persistence":
-                h.add("rewrites_table")
-            if attr in ("kind", "partition_key", "partition_of", "partition_bound", "inherits"):
-                h |= {"rewrites_table", "may_fail_on_existing_data"}
-            if attr == "row_security":
-                h.add("breaks_dependents")
-    elif kind == "column":
-        deps = _column_readers(source, r["schema"], r["name"])
-        if change == "removed":
-            h |= {"deletes_data", "access_exclusive_lock"}
-            if deps:
-                h.add("breaks_dependents")
-        elif change == "added":
-            h.add("access_exclusive_lock")
-            col = target["objects"]["column"][(r["schema"], r["name"])]
-            obj = col["attrs"]
-            if obj.get("generated") or obj.get("identity") or col["info"].get("volatile_default"):
-                h.add("rewrites_table")
-            if _domain_has_constraints(target, obj["type"]):
-                h |= {"rewrites_table", "may_fail_on_existing_data"}
-            if not obj["nullable"] and obj.get("default") is None and not obj.get("identity") and not obj.get("generated"):
-                h.add("may_fail_on_existing_data")
-        else:
-            h.add("access_exclusive_lock")
-            if attr == "type":
-                rewrites, may_fail = _type_change_rewrites(r["before"], r["after"])
-                if rewrites:
-                    h.add("rewrites_table")
-                if may_fail:
-                    h.add("may_fail_on_existing_data")
-                if deps:
-                    h.add("breaks_dependents")
-            elif attr == "collation":
-                h.add("rewrites_table")
-            elif attr == "nullable" and r["after"] is False:
-                h.add("may_fail_on_existing_data")
-            elif attr == "generated":
-                h |= {"rewrites_table", "deletes_data"}
-            elif attr == "identity" and r["before"] is None:
-                h.add("may_fail_on_existing_data")
-    elif kind == "constraint":
-        src = source["objects"]["constraint"].get((r["schema"], r["name"]))
-        dst = target["objects"]["constraint"].get((r["schema"], r["name"]))
-        if change == "modified" and attr == "validated":
-            return {"may_fail_on_existing_data"} if r["after"] else set()
-        if change == "modified" and attr in ("deferrable", "initially_deferred"):
-            return {"access_exclusive_lock"}
-        if src:  # removed, or dropped and added again
-            h.add("access_exclusive_lock")
-            table = r["name"].split(".", 1)[0]
-            if src["info"]["contype"] in ("p", "u") and _referencing_fks(source, r["schema"], table):
-                h.add("breaks_dependents")
-        if dst and change in ("added", "modified"):
-            contype = dst["info"]["contype"]
-            if contype != "f":
-                h.add("access_exclusive_lock")
-            if dst["attrs"]["validated"]:
-                h.add("may_fail_on_existing_data")
-            if contype in ("p", "u", "x"):
-                h |= {"builds_index", "may_fail_on_existing_data"}
-    elif kind == "index":
-        if change == "removed":
-            h.add("access_exclusive_lock")
-        else:
-            h.add("builds_index")
-            if change == "modified":
-                h.add("access_exclusive_lock")
-            dst = target["objects"]["index"][(r["schema"], r["name"])]
-            if dst["attrs"]["unique"]:
-                h.add("may_fail_on_existing_data")
     elif kind in ("view", "materialized_view"):
         if change in ("removed", "modified") and _dependents(source, qname(r["schema"], r["name"])):
             h.add("breaks_dependents")
         if change == "modified" and attr == "definition":
             h.add("access_exclusive_lock")
-    elif kind in ("function", "procedure", "sequence", "domain", "composite_type", "extension") and change == "removed":
+    elif kind in _REMOVAL_BREAKS and change == "removed":
         h.add("breaks_dependents")
     elif kind == "enum":
         if change == "removed":
@@ -320,6 +266,98 @@ def _hazards(r: dict, source: dict, target: dict) -> set[str]:
         h.add("access_exclusive_lock")
     elif kind == "policy":
         h.add("access_exclusive_lock")
+    return h
+
+
+def _table_hazards(r: dict, source: dict, target: dict) -> set[str]:
+    change, attr = r["change"], r["attribute"]
+    h: set[str] = set()
+    if change == "removed":
+        h |= {"deletes_data", "access_exclusive_lock"}
+        if _dependents(source, qname(r["schema"], r["name"])) or _referencing_fks(source, r["schema"], r["name"]):
+            h.add("breaks_dependents")
+    elif change == "modified":
+        h.add("access_exclusive_lock")
+        if attr == "persistence":
+            h.add("rewrites_table")
+        if attr in ("kind", "partition_key"):
+            h |= {"rewrites_table", "may_fail_on_existing_data"}
+        elif attr in ("partition_of", "partition_bound") and r["after"] is not None:
+            h.add("may_fail_on_existing_data")  # ATTACH PARTITION scans the table for rows outside the bound
+        if attr == "row_security":
+            h.add("breaks_dependents")
+    return h
+
+
+def _column_hazards(r: dict, source: dict, target: dict) -> set[str]:
+    change, attr = r["change"], r["attribute"]
+    deps = _column_readers(source, r["schema"], r["name"])
+    h: set[str] = {"access_exclusive_lock"}
+    if change == "removed":
+        h.add("deletes_data")
+        if deps:
+            h.add("breaks_dependents")
+    elif change == "added":
+        col = target["objects"]["column"][(r["schema"], r["name"])]
+        obj = col["attrs"]
+        if obj.get("generated") or obj.get("identity") or col["info"].get("volatile_default"):
+            h.add("rewrites_table")
+        if _domain_has_constraints(target, obj["type"]):
+            h |= {"rewrites_table", "may_fail_on_existing_data"}
+        if not obj["nullable"] and obj.get("default") is None and not obj.get("identity") and not obj.get("generated"):
+            h.add("may_fail_on_existing_data")
+    elif attr == "type":
+        rewrites, may_fail = _type_change_rewrites(r["before"], r["after"])
+        if rewrites:
+            h.add("rewrites_table")
+        if may_fail:
+            h.add("may_fail_on_existing_data")
+        if deps:
+            h.add("breaks_dependents")
+    elif attr == "collation":
+        h.add("rewrites_table")
+    elif attr == "nullable" and r["after"] is False:
+        h.add("may_fail_on_existing_data")
+    elif attr == "generated":
+        h |= {"rewrites_table", "deletes_data"}
+    elif attr == "identity" and r["before"] is None:
+        h.add("may_fail_on_existing_data")
+    return h
+
+
+def _constraint_hazards(r: dict, source: dict, target: dict) -> set[str]:
+    change, attr = r["change"], r["attribute"]
+    src = source["objects"]["constraint"].get((r["schema"], r["name"]))
+    dst = target["objects"]["constraint"].get((r["schema"], r["name"]))
+    if change == "modified" and attr == "validated":
+        return {"may_fail_on_existing_data"} if r["after"] else set()
+    if change == "modified" and attr in ("deferrable", "initially_deferred"):
+        return {"access_exclusive_lock"}
+    h: set[str] = set()
+    if src:  # removed, or dropped and added again
+        h.add("access_exclusive_lock")
+        table = r["name"].split(".", 1)[0]
+        if src["info"]["contype"] in ("p", "u") and _referencing_fks(source, r["schema"], table):
+            h.add("breaks_dependents")
+    if dst and change in ("added", "modified"):
+        contype = dst["info"]["contype"]
+        if contype != "f":
+            h.add("access_exclusive_lock")
+        if dst["attrs"]["validated"]:
+            h.add("may_fail_on_existing_data")
+        if contype in ("p", "u", "x"):
+            h |= {"builds_index", "may_fail_on_existing_data"}
+    return h
+
+
+def _index_hazards(r: dict, source: dict, target: dict) -> set[str]:
+    if r["change"] == "removed":
+        return {"access_exclusive_lock"}
+    h = {"builds_index"}
+    if r["change"] == "modified":
+        h.add("access_exclusive_lock")
+    if target["objects"]["index"][(r["schema"], r["name"])]["attrs"]["unique"]:
+        h.add("may_fail_on_existing_data")
     return h
 
 
@@ -527,6 +565,7 @@ class _SqlBuilder:
         self.dst = target["objects"]
         self.phase: dict[str, list[str]] = {p: [] for p in _PHASES}
         self.acl_defaults = target.get("acl_defaults", {})
+        self.renames = self._table_renames()
 
     def emit(self, phase: str, stmt: str) -> None:
         if stmt not in self.phase[phase]:
@@ -537,6 +576,8 @@ class _SqlBuilder:
         for r in self.records:
             if r["change"] == "modified" and r["attribute"] == "grants":
                 self._grants(r)
+                continue
+            if self._covered_by_rename(r):
                 continue
             getattr(self, f"_sql_{r['kind']}", self._sql_unsupported)(r)
             if r["change"] == "added":
@@ -557,6 +598,80 @@ class _SqlBuilder:
         if out:
             out.insert(0, "SET check_function_bodies = off;")
         return out
+
+    # table renames: a removed and an added table flagged as a possible rename, alike in everything but the name
+    def _table_renames(self) -> dict:
+        """{old key: new key} of the flagged table pairs that ``ALTER TABLE ... RENAME TO`` turns into each other."""
+        added = {r["possible_rename"]["from"]: (r["schema"], r["name"]) for r in self.records
+                 if r["kind"] == "table" and r["change"] == "added" and "from" in r.get("possible_rename", {})}  # fmt: skip
+        out = {}
+        for r in self.records:
+            new = added.get(f"{r['schema']}.{r['name']}") if r["kind"] == "table" and r["change"] == "removed" else None
+            if new and new[0] == r["schema"] and self._alike_but_name((r["schema"], r["name"]), new):
+                out[(r["schema"], r["name"])] = new
+        return out
+
+    def _alike_but_name(self, old: tuple, new: tuple) -> bool:
+        """Whether table ``old`` of the source and ``new`` of the target differ by nothing but the table's name."""
+        a, b = self.src["table"][old], self.dst["table"][new]
+        if a["attrs"] != b["attrs"] or a["info"]["columns"] != b["info"]["columns"]:
+            return False
+        swap = (qname(*old), qname(*new))
+        for kind in ("column", "constraint", "trigger", "rule", "policy"):
+            mine = {k[1].split(".", 1)[1]: o for k, o in self._subs(self.src, kind, old)}
+            theirs = {k[1].split(".", 1)[1]: o for k, o in self._subs(self.dst, kind, new)}
+            if mine.keys() != theirs.keys() or any(_renamed(mine[n]["attrs"], *swap) != theirs[n]["attrs"] for n in mine):
+                return False
+        mine = {k: o["attrs"] for k in _indexes_on(self.src, {old}) for o in [self.src["index"][k]]}
+        theirs = {k: o["attrs"] for k in _indexes_on(self.dst, {new}) for o in [self.dst["index"][k]]}
+        return mine.keys() == theirs.keys() and all({**mine[k], "table": new[1]} == theirs[k] for k in mine)
+
+    @staticmethod
+    def _subs(objects: dict, kind: str, table: tuple) -> list:
+        prefix = table[1] + "."
+        return [(k, objects[kind][k]) for k in objects[kind].keys() if k[0] == table[0] and k[1].startswith(prefix)]
+
+    def _column_renamed(self, r: dict) -> bool:
+        """A removed and an added column flagged as a rename in place (same attribute number): RENAME COLUMN, then
+        ALTER what else differs. Data kept, where DROP + ADD would lose it. Other flagged pairs stay DROP + ADD."""
+        pair = r.get("possible_rename")
+        if r["kind"] != "column" or not pair:
+            return False
+        table, col = r["name"].split(".", 1)
+        old, new = (col, pair["to"]) if r["change"] == "removed" else (pair["from"], col)
+        src, dst = self.src["column"].get((r["schema"], f"{table}.{old}")), self.dst["column"].get((r["schema"], f"{table}.{new}"))
+        if not src or not dst or src["info"]["attnum"] != dst["info"]["attnum"]:
+            return False
+        if r["change"] == "removed":
+            tname = qname(r["schema"], table)
+            self.emit("rename_columns", f"ALTER TABLE {tname} RENAME COLUMN {qident(old)} TO {qident(new)};")
+            for attr in sorted(src["attrs"].keys() | dst["attrs"].keys()):
+                before, after = src["attrs"].get(attr), dst["attrs"].get(attr)
+                if before != after:
+                    self._sql_column({**r, "name": f"{table}.{new}", "change": "modified", "attribute": attr, "before": before,
+                                      "after": after})  # fmt: skip
+        return True
+
+    def _covered_by_rename(self, r: dict) -> bool:
+        """Records a table's RENAME TO accounts for: the pair itself and the sub-objects and indexes of both; and
+        columns renamed in place."""
+        if self._column_renamed(r):
+            return True
+        if not self.renames:
+            return False
+        new_tables = {v: k for k, v in self.renames.items()}
+        if r["kind"] == "table" and (r["schema"], r["name"]) in self.renames and r["change"] == "removed":
+            old, new = (r["schema"], r["name"]), self.renames[(r["schema"], r["name"])]
+            self.emit("rename_tables", f"ALTER TABLE {qname(*old)} RENAME TO {qident(new[1])};")
+            return True
+        if r["kind"] == "table":
+            return (r["schema"], r["name"]) in new_tables and r["change"] == "added"
+        if r["kind"] in SUB_KINDS and r["change"] in ("added", "removed"):
+            table = (r["schema"], r["name"].split(".", 1)[0])
+            return table in self.renames or table in new_tables
+        if r["kind"] == "index" and r["change"] == "modified" and r["attribute"] == "table":
+            return (r["schema"], r["before"]) in self.renames
+        return False
 
     def _create_view(self, o: dict) -> None:
         name = qname(o["schema"], o["name"])
@@ -677,6 +792,70 @@ class _SqlBuilder:
             self._comment(r, f"TYPE {name}")
         else:
             self._owner(r, "TYPE", name)
+
+    def _sql_range_type(self, r: dict) -> None:
+        name = qname(r["schema"], r["name"])
+        if r["change"] == "removed":
+            self.emit("drop_types", f"DROP TYPE {name};")
+        elif r["change"] == "modified" and r["attribute"] == "comment":
+            self._comment(r, f"TYPE {name}")
+        elif r["change"] == "modified":
+            self._manual(r)  # a range type cannot be altered: it would be dropped with every column of it
+        else:
+            a = self.dst["range_type"][(r["schema"], r["name"])]["attrs"]
+            parts = [f"SUBTYPE = {a['subtype']}"]
+            for key, word in (("subtype_opclass", "SUBTYPE_OPCLASS"), ("collation", "COLLATION"), ("canonical", "CANONICAL"),
+                              ("subtype_diff", "SUBTYPE_DIFF"), ("multirange", "MULTIRANGE_TYPE_NAME")):  # fmt: skip
+                if a.get(key):
+                    parts.append(f"{word} = {a[key]}")
+            self.emit("create_types", f"CREATE TYPE {name} AS RANGE ({', '.join(parts)});")
+            self._type_comment(r, "range_type")
+
+    def _sql_collation(self, r: dict) -> None:
+        name = qname(r["schema"], r["name"])
+        if r["change"] == "removed":
+            self.emit("drop_types", f"DROP COLLATION {name};")
+        elif r["change"] == "modified" and r["attribute"] == "comment":
+            self._comment(r, f"COLLATION {name}")
+        elif r["change"] == "modified":
+            self._manual(r)  # a collation cannot be altered; indexes and columns using it would need rebuilding
+        else:
+            o = self.dst["collation"][(r["schema"], r["name"])]["attrs"]
+            if o["provider"] == "icu":
+                opts = f"provider = icu, locale = {_lit(o['locale'])}"
+            else:
+                opts = f"provider = {o['provider']}, lc_collate = {_lit(o['lc_collate'])}, lc_ctype = {_lit(o['lc_ctype'])}"
+            self.emit("create_collations", f"CREATE COLLATION {name} ({opts}, deterministic = {str(o['deterministic']).lower()});")
+            if o["comment"] is not None:
+                self.emit("comments", f"COMMENT ON COLLATION {name} IS {_lit(o['comment'])};")
+
+    def _sql_text_search_configuration(self, r: dict) -> None:
+        name = qname(r["schema"], r["name"])
+        word = f"TEXT SEARCH CONFIGURATION {name}"
+        if r["change"] == "removed":
+            self.emit("drop_types", f"DROP {word};")
+        elif r["change"] == "modified" and r["attribute"] == "comment":
+            self._comment(r, word)
+        elif r["change"] == "modified" and r["attribute"] == "mappings":
+            before = dict(x.split(" ", 1) for x in r["before"] or [])
+            after = dict(x.split(" ", 1) for x in r["after"] or [])
+            for token in sorted(before.keys() - after.keys()):
+                self.emit("create_collations", f"ALTER {word} DROP MAPPING FOR {token};")
+            for token in sorted(after):
+                if token not in before:
+                    self.emit("create_collations", f"ALTER {word} ADD MAPPING FOR {token} WITH {after[token]};")
+                elif before[token] != after[token]:
+                    self.emit("create_collations", f"ALTER {word} ALTER MAPPING FOR {token} WITH {after[token]};")
+        elif r["change"] == "modified":
+            self._manual(r)
+        else:
+            o = self.dst["text_search_configuration"][(r["schema"], r["name"])]["attrs"]
+            self.emit("create_collations", f"CREATE {word} (PARSER = {o['parser']});")
+            for mapping in o["mappings"]:
+                token, dicts = mapping.split(" ", 1)
+                self.emit("create_collations", f"ALTER {word} ADD MAPPING FOR {token} WITH {dicts};")
+            if o["comment"] is not None:
+                self.emit("comments", f"COMMENT ON {word} IS {_lit(o['comment'])};")
 
     def _type_comment(self, r: dict, kind: str) -> None:
         c = self.dst[kind][(r["schema"], r["name"])]["attrs"].get("comment")
@@ -839,12 +1018,29 @@ class _SqlBuilder:
                     self.emit("alter_tables", f"ALTER TABLE {name} SET ({', '.join(v)});")
             elif attr == "replica_identity":
                 self.emit("replica_identity", f"ALTER TABLE {name} REPLICA IDENTITY {_replica_identity(v)};")
+            elif attr in ("partition_of", "partition_bound"):
+                self._partition_of(name, self.src["table"][(r["schema"], r["name"])], self.dst["table"][(r["schema"], r["name"])])
+            elif attr == "inherits":
+                for parent in r["before"] or []:
+                    if parent not in (v or []):
+                        self.emit("detach_partitions", f"ALTER TABLE {name} NO INHERIT {parent};")
+                for parent in v or []:
+                    if parent not in (r["before"] or []):
+                        self.emit("attach_partitions", f"ALTER TABLE {name} INHERIT {parent};")
             elif attr == "comment":
                 self._comment(r, f"TABLE {name}")
             elif attr == "owner":
                 self._owner(r, "TABLE", name)
             else:
                 self._manual(r)
+
+    def _partition_of(self, name: str, src: dict, dst: dict) -> None:
+        """DETACH from the source's parent and ATTACH to the target's (the table and its data stay)."""
+        before, after = src["attrs"], dst["attrs"]
+        if before["partition_of"]:
+            self.emit("detach_partitions", f"ALTER TABLE {before['partition_of']} DETACH PARTITION {name};")
+        if after["partition_of"]:
+            self.emit("attach_partitions", f"ALTER TABLE {after['partition_of']} ATTACH PARTITION {name} {after['partition_bound']};")
 
     def _create_table(self, o: dict) -> None:
         a = o["attrs"]
@@ -910,15 +1106,15 @@ class _SqlBuilder:
                 coll = f" COLLATE {o['collation']}" if o.get("collation") else ""
                 self.emit("alter_columns", f"ALTER TABLE {tname} ALTER COLUMN {c} TYPE {o['type']}{coll} USING {c}::{o['type']};")
             elif attr == "default":
-                if v is None:
-                    self.emit("alter_columns", f"ALTER TABLE {tname} ALTER COLUMN {c} DROP DEFAULT;")
+                if v is None:  # early: a sequence the default reads may be dropped next
+                    self.emit("drop_defaults", f"ALTER TABLE {tname} ALTER COLUMN {c} DROP DEFAULT;")
                 else:
                     self.emit("column_defaults", f"ALTER TABLE {tname} ALTER COLUMN {c} SET DEFAULT {v};")
             elif attr == "nullable":
                 self.emit("alter_columns", f"ALTER TABLE {tname} ALTER COLUMN {c} {'DROP' if v else 'SET'} NOT NULL;")
             elif attr == "identity":
-                if v is None:
-                    self.emit("alter_columns", f"ALTER TABLE {tname} ALTER COLUMN {c} DROP IDENTITY;")
+                if v is None:  # early: a serial sequence created next may want the identity sequence's name
+                    self.emit("drop_defaults", f"ALTER TABLE {tname} ALTER COLUMN {c} DROP IDENTITY;")
                 elif r["before"] is None:
                     options = f" ({o['identity_options']})" if o.get("identity_options") else ""
                     self.emit("alter_columns", f"ALTER TABLE {tname} ALTER COLUMN {c} ADD GENERATED {v.upper()} AS IDENTITY{options};")
@@ -1248,6 +1444,7 @@ def _object_word(kind: str, o: dict) -> str:
 
 
 _PHASES = (
+    "rename_tables",
     "drop_policies",
     "drop_rules",
     "drop_triggers",
@@ -1255,7 +1452,10 @@ _PHASES = (
     "drop_foreign_keys",
     "drop_indexes",
     "drop_constraints",
+    "drop_defaults",
     "drop_columns",
+    "rename_columns",
+    "detach_partitions",
     "drop_child_tables",
     "drop_tables",
     "drop_sequences",
@@ -1265,12 +1465,14 @@ _PHASES = (
     "drop_schemas",
     "create_schemas",
     "create_extensions",
+    "create_collations",
     "create_types",
     "create_sequences",
     "create_functions",
     "create_tables",
     "create_child_tables",
     "alter_tables",
+    "attach_partitions",
     "alter_columns",
     "column_defaults",
     "owned_by",
@@ -1293,6 +1495,11 @@ _VIEW_WORD = {"view": "VIEW", "materialized_view": "MATERIALIZED VIEW"}
 
 
 _IDENTITY_OPTION = re.compile(r"(START WITH|INCREMENT BY|MINVALUE|MAXVALUE|CACHE) (-?\d+)|(NO CYCLE|CYCLE)")
+
+
+def _renamed(attrs: dict, old: str, new: str) -> dict:
+    """Attributes with the qualified table name ``old`` replaced by ``new`` in their texts (trigger and rule definitions)."""
+    return {k: v.replace(f" {old} ", f" {new} ").replace(f" {old}(", f" {new}(") if isinstance(v, str) else v for k, v in attrs.items()}
 
 
 def _replica_identity(value: str) -> str:
