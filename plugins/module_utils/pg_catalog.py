@@ -289,6 +289,7 @@ WHERE dep.refclassid = 'pg_class'::regclass AND dep.refobjsubid > 0 AND dep.dept
 """
 
 # Kinds of objects the diff does not model: named in the result as not compared, never skipped silently.
+# partition_default: a default of an inherited column that is not the one the parent has (children get a copy).
 # Database-wide kinds (casts, event triggers, global default privileges) only when every schema is read.
 Q_NOT_COMPARED = f"""
 SELECT 'aggregate', format('%%I.%%I(%%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
@@ -327,6 +328,9 @@ SELECT 'partition_default', format('%%I.%%I.%%I', n.nspname, c.relname, a.attnam
   FROM pg_attrdef ad JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
   JOIN pg_class c ON c.oid = ad.adrelid JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE NOT a.attislocal AND a.attgenerated = '' AND c.relkind IN ('r', 'p') AND {_NS.format(n="n")}
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_attribute pa ON pa.attrelid = i.inhparent AND pa.attname = a.attname
+                     JOIN pg_attrdef pad ON pad.adrelid = pa.attrelid AND pad.adnum = pa.attnum
+                    WHERE i.inhrelid = c.oid AND pg_get_expr(pad.adbin, pad.adrelid) = pg_get_expr(ad.adbin, ad.adrelid))
 UNION ALL
 SELECT 'default_privileges', format('%%s: %%s in %%s', pg_get_userbyid(da.defaclrole),
     CASE da.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions' WHEN 'T' THEN 'types'
