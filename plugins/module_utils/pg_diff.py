@@ -207,11 +207,7 @@ def _domain_has_constraints(snapshot: dict, typ: str) -> bool:
 
 def _enum_renamed(before: list, after: list) -> bool:
     """Labels renamed in place (same count, same positions, the rest unchanged): ALTER TYPE ... RENAME VALUE."""
-    return (
-        len(before) == len(after)
-        and not set(after) & (set(before) - set(after))
-        and all(a == b or (a not in after and b not in before) for a, b in zip(before, after))
-    )
+    return len(before) == len(after) and all(a == b or (a not in after and b not in before) for a, b in zip(before, after))
 
 
 def _invalid(r: dict, target: dict) -> bool:
