@@ -80,7 +80,14 @@ def diff(source: dict, target: dict) -> list[dict]:
                 va, vb = oa["attrs"].get(attr), ob["attrs"].get(attr)
                 if va != vb:
                     records.append(_record(ob, "modified", attr, va, vb))
-    records = [r for r in records if not _inherited_elsewhere(r, source, target)]
+    redefined = {(r["kind"], r["schema"], r["name"]) for r in records if r["attribute"] == "definition"}
+    records = [
+        r
+        for r in records
+        if not _inherited_elsewhere(r, source, target)
+        # a view's columns are part of its definition: on their own only when renamed (ALTER VIEW ... RENAME COLUMN)
+        and not (r["attribute"] == "columns" and (r["kind"], r["schema"], r["name"]) in redefined)
+    ]
     for r in records:
         r["hazards"] = hazards_of(r, source, target)
     flag_possible_renames(records, source, target)
