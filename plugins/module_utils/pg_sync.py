@@ -576,7 +576,7 @@ def classify(changes: list[dict], replicated: set[str], ri_before: dict, ri_afte
         if r["kind"] == "table":
             if r["change"] == "removed":
                 refused.append(f"table {t} is dropped or renamed, but the default entry keeps writing it")
-            elif r["change"] == "modified" and r["attribute"] not in ("comment", "options", "rls", "force_rls", "replica_identity"):
+            elif r["change"] == "modified" and r["attribute"] not in ("comment", "options", "row_security", "force_row_security", "replica_identity"):
                 refused.append(f"table {t} changes {r['attribute']} ({r['before']} -> {r['after']})")
         elif r["kind"] == "column":
             if r["change"] == "removed":
