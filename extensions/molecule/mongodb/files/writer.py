@@ -1,7 +1,9 @@
 """The application's writer for the mongodb scenario: one acknowledged insert after another into
 ``events`` of the database /etc/demo-app.env names (read again before every write, so it follows the
 switch). Maintenance mode: while /run/demo-frozen-<database> exists it writes nothing to that database
-and confirms with /run/demo-drained-<database>. Every acknowledged id is appended to the ack log."""
+and confirms with /run/demo-drained-<database>. Every acknowledged id is appended to the ack log. It
+stops when /run/demo-writer.stop appears and then writes <ack log>.done (the container's PID 1 does
+not reap processes, so a signalled writer would stay a zombie that looks alive)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def main() -> None:
     log = open(sys.argv[1], "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - open for the process's life
     clients: dict = {}
     n = 0
-    while True:
+    while not os.path.exists("/run/demo-writer.stop"):
         url = database_url()
         base, database = url.rsplit("/", 1)
         if os.path.exists(f"/run/demo-frozen-{database}"):
@@ -42,6 +44,8 @@ def main() -> None:
         log.write(_id + "\n")
         n += 1
         time.sleep(0.05)
+    log.close()
+    open(sys.argv[1] + ".done", "w").close()
 
 
 if __name__ == "__main__":
