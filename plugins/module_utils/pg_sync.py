@@ -556,6 +556,10 @@ COPY_ALTERNATIVE = (
 )
 
 
+# Table attributes (as the schema diff names them) a migration may change on a replicated table.
+_TABLE_ATTRIBUTES_A_STREAM_CARRIES = ("comment", "options", "row_security", "force_row_security", "replica_identity")
+
+
 def classify(changes: list[dict], replicated: set[str], ri_before: dict, ri_after: dict) -> tuple[list[str], list[str]]:
     """(refused, cautions) for the diff records of a migration against the replicated tables."""
     refused: list[str] = []
@@ -576,7 +580,7 @@ def classify(changes: list[dict], replicated: set[str], ri_before: dict, ri_afte
         if r["kind"] == "table":
             if r["change"] == "removed":
                 refused.append(f"table {t} is dropped or renamed, but the default entry keeps writing it")
-            elif r["change"] == "modified" and r["attribute"] not in ("comment", "options", "row_security", "force_row_security", "replica_identity"):
+            elif r["change"] == "modified" and r["attribute"] not in _TABLE_ATTRIBUTES_A_STREAM_CARRIES:
                 refused.append(f"table {t} changes {r['attribute']} ({r['before']} -> {r['after']})")
         elif r["kind"] == "column":
             if r["change"] == "removed":
