@@ -22,11 +22,25 @@ def require(module: Any, library: str, import_error: str | None) -> None:
         module.fail_json(msg=missing_required_lib(library), exception=import_error)
 
 
+def _exit(module: Any, exit_: Callable[..., None], result: dict) -> None:
+    """Leave through ``exit_`` with ``result``, its ``warnings`` raised through ``module.warn``.
+
+    Passing ``warnings`` to ``exit_json``/``fail_json`` is deprecated since ansible-core 2.19 (even an
+    empty list prints a deprecation warning on every run); ``module.warn`` works on 2.16 and later,
+    and Ansible still returns the warnings in the task result.
+    """
+    warnings = result.pop("warnings", None) or []
+    for warning in [warnings] if isinstance(warnings, str) else warnings:
+        module.warn(str(warning))
+    exit_(**result)
+
+
 def run(module: Any, func: Callable[..., dict], *args: Any, **kwargs: Any) -> None:
     """Run ``func`` and exit the module with its result dict.
 
     The result's ``diff`` is kept only when the user asked for ``--diff``. A ``DualbootError`` ends
     the task with its message, hint and details; anything else is a bug and keeps its traceback.
+    Library results report notes in ``warnings``; they reach the user as Ansible warnings.
     """
     try:
         result = func(*args, **kwargs)
@@ -37,10 +51,10 @@ def run(module: Any, func: Callable[..., dict], *args: Any, **kwargs: Any) -> No
         if exc.hint:
             fail["hint"] = exc.hint
         fail.update(exc.details)
-        module.fail_json(**fail)
+        _exit(module, module.fail_json, fail)
     except Exception as exc:  # noqa: BLE001 - the boundary reports unexpected errors with their traceback
         module.fail_json(msg=f"unexpected error: {type(exc).__name__}: {exc}", exception=traceback.format_exc())
     else:
         if not module._diff:
             result.pop("diff", None)
-        module.exit_json(**result)
+        _exit(module, module.exit_json, result)
