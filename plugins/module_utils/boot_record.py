@@ -17,7 +17,7 @@ Schema (``format: 1``)::
       "staged": "green",                   # the entry a stage has filled, or null
       "evidence": {"green": {"stage": {...}, "verify": {...}}},
       "lock": null,                        # or {"owner", "run_id", "acquired", "expires"}
-      "history": [{"action", "from", "to", "at", "run_id", "by", "outcome"}],
+      "history": [{"action", "from", "to", "at", "run_id", "by", "operator", "outcome"}],
       "updated": "2026-11-21T16:00:00Z"
     }
 
@@ -427,8 +427,12 @@ def switch(
     by: str | None = None,
     reason: str = "switch",
     now: datetime.datetime | None = None,
+    operator: str | None = None,
 ) -> tuple[dict, dict]:
-    """Make ``to`` the default entry; the old default becomes the fallback and the history gets an entry."""
+    """Make ``to`` the default entry; the old default becomes the fallback and the history gets an entry.
+
+    ``by`` is the account that runs the module; ``operator`` the person who launched the run (an AWX
+    job's user), recorded when known."""
     now = now or utc_now()
     if record is None:
         raise InvalidInput("there is no boot record yet.", hint="define the deployment first (state=defined).")
@@ -443,7 +447,7 @@ def switch(
     if record.get("staged") == to:
         record["staged"] = None
     record.setdefault("history", []).append(
-        {"action": reason, "from": previous, "to": to, "at": iso(now), "run_id": run_id, "by": by, "outcome": "ok"}
+        {"action": reason, "from": previous, "to": to, "at": iso(now), "run_id": run_id, "by": by, "operator": operator, "outcome": "ok"}
     )
     return record, {**facts, "msg": f"switched the default entry from {previous} to {to} (fallback: {previous})"}
 
@@ -455,6 +459,7 @@ def lock(
     ttl: int,
     force: bool = False,
     now: datetime.datetime | None = None,
+    operator: str | None = None,
 ) -> tuple[dict, dict]:
     """Take the lock for ``run_id`` (or extend it when that run holds it); ``force`` takes over an expired lock only."""
     now = now or utc_now()
@@ -483,6 +488,7 @@ def lock(
                 "at": iso(now),
                 "run_id": run_id,
                 "by": owner,
+                "operator": operator,
                 "outcome": "forced",
                 "cleared": held,
             }
@@ -502,6 +508,7 @@ def unlock(
     force: bool = False,
     by: str | None = None,
     now: datetime.datetime | None = None,
+    operator: str | None = None,
 ) -> tuple[dict | None, dict]:
     """Release the lock of ``run_id``; ``force`` clears anyone's lock (a crashed run's) and records that in the history."""
     now = now or utc_now()
@@ -525,6 +532,7 @@ def unlock(
             "at": iso(now),
             "run_id": run_id,
             "by": by,
+            "operator": operator,
             "outcome": "forced",
             "cleared": held,
         }
@@ -536,6 +544,7 @@ def execute(params: dict, check_mode: bool) -> dict:
     """The ``boot_record`` module: one state, one change (see the module's documentation)."""
     path = params.get("path") or default_path(params["name"])
     user = _user()
+    operator = params.get("operator") or None
     state = params.get("state") or "query"
     if state == "query":
         record = read_record(path)
@@ -554,11 +563,13 @@ def execute(params: dict, check_mode: bool) -> dict:
         "evidence": lambda r: record_evidence(
             r, params["entry"], params.get("stage"), params.get("verify"), params.get("run_id"), cutover=params.get("cutover")
         ),
-        "switched": lambda r: switch(r, params["to"], params.get("run_id"), params.get("by") or user, params.get("reason") or "switch"),
-        "locked": lambda r: lock(
-            r, params.get("owner") or user, params["run_id"], int(params.get("ttl") or 3600), bool(params.get("force"))
+        "switched": lambda r: switch(
+            r, params["to"], params.get("run_id"), params.get("by") or user, params.get("reason") or "switch", operator=operator
         ),
-        "unlocked": lambda r: unlock(r, params.get("run_id"), bool(params.get("force")), params.get("by") or user),
+        "locked": lambda r: lock(
+            r, params.get("owner") or user, params["run_id"], int(params.get("ttl") or 3600), bool(params.get("force")), operator=operator
+        ),
+        "unlocked": lambda r: unlock(r, params.get("run_id"), bool(params.get("force")), params.get("by") or user, operator=operator),
     }
     if state not in changes:
         raise InvalidInput(f"unknown state {state!r}.", hint="use query, defined, evidence, switched, locked or unlocked.")

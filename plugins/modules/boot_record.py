@@ -103,6 +103,13 @@ options:
   by:
     description: Who makes the change, recorded in history entries (V(switched), forced V(unlocked)). Default the user running the module.
     type: str
+  operator:
+    description:
+      - The person who launched the run, recorded in history entries (V(switched), a taken-over V(locked),
+        forced V(unlocked)) beside O(by), the account that runs the module.
+      - The roles pass C(dualboot_operator), else the user who launched the AWX or Automation Platform job
+        (C(awx_user_name), C(tower_user_name)) with its job id, else the controller's user.
+    type: str
   owner:
     description: Who holds the lock (V(locked)), shown to anyone the lock refuses. Default the user running the module.
     type: str
@@ -207,7 +214,8 @@ record:
     evidence: {}
     lock: null
     history:
-      - {action: cutover, from: blue, to: green, at: "2026-11-21T16:00:00Z", run_id: r1, by: ops, outcome: ok}
+      - {action: cutover, from: blue, to: green, at: "2026-11-21T16:00:00Z", run_id: r1, by: root,
+         operator: "alice (AWX job 42)", outcome: ok}
     updated: "2026-11-21T16:00:00Z"
 previous_default:
   description: The default entry before the switch.
@@ -263,6 +271,7 @@ def main() -> None:
             "reason": {"type": "str", "default": "switch"},
             "run_id": {"type": "str"},
             "by": {"type": "str"},
+            "operator": {"type": "str"},
             "owner": {"type": "str"},
             "ttl": {"type": "int", "default": 3600},
             "force": {"type": "bool", "default": False},
