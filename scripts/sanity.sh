@@ -8,8 +8,13 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT" || exit 1
 test_venv=$VENV
+skip=()
 if [ "${1:-}" = "--core" ]; then
   test_venv=$LOCAL_CACHE/venv-core-$2
+  # ansible-test 2.16 pins pylint 3.0.1 / astroid 3.0.0, whose typing inference crashes (IndexError in
+  # astroid's brain_typing.infer_typing_alias) on plugins/module_utils/pg_sync.py; an ignore file cannot
+  # express a crash. 2.17, 2.18 and 2.19 run pylint on the same code.
+  [ "$2" = 2.16 ] && skip=(--skip-test pylint)
   shift 2
   [ -x "$test_venv/bin/ansible-test" ] || die "no ansible-core venv at $test_venv: run make setup"
 fi
@@ -32,4 +37,4 @@ mkdir -p "$dest"
 git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ "$dest/"
 cd "$dest" || exit 1
 git init -q . && git add -A
-"$test_venv/bin/ansible-test" sanity --local --python 3.11 --color no "$@"
+"$test_venv/bin/ansible-test" sanity --local --python 3.11 --color no "${skip[@]}" "$@"

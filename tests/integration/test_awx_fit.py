@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 
 import yaml
-from harness.ansible import local_deployment, run_playbook
+from harness.ansible import ansible_bin, ansible_env, local_deployment, run_playbook
 
 PG_TEMPLATE = "postgresql://{login_user}:{password!u}@{login_host}:{login_port}/{login_db}"
 # Play-level defaults a user may set for their own tasks: every one is wrong for the entries, so a
@@ -132,3 +133,15 @@ def test_user_module_defaults_for_mongodb_and_all_groups_do_not_reach_role_calls
         client.drop_database(blue)
         client.drop_database(green)
         client.close()
+
+
+def test_internal_role_is_listed_as_internal(tmp_path):
+    """dualboot.db.dualboot is the lifecycle roles' shared first step: ansible-doc lists every role of a
+    collection (2.19 even one without an argument spec), so the listing must say it is internal."""
+    env = ansible_env(tmp_path)
+    cmd = [str(ansible_bin() / "ansible-doc"), "-t", "role", "-l", "--json", "dualboot.db"]
+    listed = json.loads(subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout)
+    descriptions = {name.split(".")[-1]: role["entry_points"]["main"] for name, role in listed.items()}
+    assert sorted(descriptions) == ["cutover", "dualboot", "finalize", "rollback", "stage", "verify"]
+    assert descriptions.pop("dualboot").startswith("Internal, not a role to run")
+    assert not any("nternal" in text for text in descriptions.values())
