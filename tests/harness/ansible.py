@@ -242,7 +242,7 @@ def _kill_tree(pid: int) -> None:
     connection starts modules in their own), children first found, then all at once."""
     import signal
 
-    for _ in range(2):  # a second sweep catches a child forked while the first one ran
+    for _sweep in range(2):  # a second sweep catches a child forked while the first one ran
         children: dict[int, list[int]] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
