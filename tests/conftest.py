@@ -3,6 +3,7 @@
 - ``pg`` / ``pg2``: two PostgreSQL 15 clusters for the session (``pg2`` only when a test asks).
 - ``pg_db``: a fresh database on ``pg``, dropped afterwards.
 - ``pg_cluster_factory``: clusters of a test's own (custom settings, physical copies).
+- ``managed_factory``: login roles with a managed-service profile (no superuser) on ``pg``/``pg2``.
 - ``mongo`` / ``mongo_db``: a FerretDB server for the session and a fresh database on it.
 - ``run_module``: run a collection module through ansible-playbook.
 
@@ -20,7 +21,7 @@ ensure_collection_path()
 
 from harness import ansible as _ansible  # noqa: E402
 from harness.ferretdb import start_mongo  # noqa: E402
-from harness.pg import ExternalPg, PgCluster  # noqa: E402
+from harness.pg import ExternalPg, ManagedLogin, PgCluster  # noqa: E402
 
 
 def _start_pg(name: str):
@@ -66,6 +67,21 @@ def pg_cluster_factory():
     yield make
     for c in clusters:
         c.stop()
+
+
+@pytest.fixture
+def managed_factory(pg):
+    """Login roles with the managed-service profile (see ``ManagedLogin``): ``make(server, without=(...), like=login)``."""
+    logins = []
+
+    def make(server=None, without: tuple = (), like: ManagedLogin | None = None) -> ManagedLogin:
+        login = ManagedLogin(server or pg, without, like)
+        logins.append(login)
+        return login
+
+    yield make
+    for login in logins:
+        login.drop()
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,10 @@ class ConnectionFailed(DualbootError):
     """A database server could not be reached, refused the credentials, or lacks the database."""
 
 
+class MissingPrivilege(DualbootError):
+    """The login role lacks a privilege the step needs; ``details["missing"]`` names each one with its GRANT."""
+
+
 class InvalidInput(DualbootError):
     """Parameters, files or migrations are malformed or contradict each other."""
 

@@ -71,6 +71,13 @@ except ImportError:  # pragma: no cover - exercised only where pymongo is missin
     BSON_IMPORT_ERROR = traceback.format_exc()
 
 FORMAT = 1
+# What a backup guarantees (no snapshot read is used: see docs/mongodb.md).
+CONSISTENCY = (
+    "each collection is read by one plain cursor, not a snapshot and not point-in-time across collections; a write during "
+    "the read may or may not be in the backup, and on MongoDB a document moved during the read may be missed or read twice. "
+    "The marker's fingerprints describe exactly the documents read, so a drift check against it reports every write the "
+    "backup does not hold"
+)
 MANIFEST = "manifest.json"
 # MongoDB's largest document is 16 MiB; mongorestore accepts 16 KiB more for internal fields.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024 + 16 * 1024
@@ -121,7 +128,10 @@ def escape_collection_name(name: str) -> str:
     escaped = "".join(chr(b) if b in _PATH_SAFE else f"%{b:02X}" for b in raw)
     if len(escaped) > 238:
         digest = base64.urlsafe_b64encode(hashlib.sha1(raw).digest()).rstrip(b"=").decode("ascii")  # noqa: S324 - mongodump's naming, not security
-        escaped = escaped[:208] + "%24" + digest
+        cut = escaped[:208]
+        # Never cut inside a %XX escape: the stem must stay a valid escaped name (one or two characters shorter).
+        partial = cut.find("%", 206)
+        escaped = (cut[:partial] if partial != -1 else cut) + "%24" + digest
     return escaped
 
 
@@ -184,16 +194,43 @@ class ContentHash:
         return f"{self.total % self.MOD:064x}"
 
 
+class _HashingReader(io.RawIOBase):
+    """Raw file wrapper feeding every byte read to a hash."""
+
+    def __init__(self, f: Any, sha: Any) -> None:
+        self.f = f
+        self.sha = sha
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self.f.readinto(b)
+        if n:
+            self.sha.update(memoryview(b)[:n])
+            self.size += n
+        return n or 0
+
+
 class BsonReader:
     """Reads length-prefixed BSON documents from a ``.bson`` or ``.bson.gz`` file, checking every frame."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, file_sha: Any = None) -> None:
         self.path = path
         self.offset = 0
         self.count = 0
-        raw = open(path, "rb")  # noqa: SIM115 - closed in close()
+        raw: Any = open(path, "rb")  # noqa: SIM115 - closed in close()
         self._raw = raw
+        if file_sha is not None:  # the file's sha256 in the same read as its documents
+            raw = _HashingReader(raw, file_sha)
+        self._tee = raw
         self._f = gzip_lib.GzipFile(fileobj=raw, mode="rb") if path.endswith(".gz") else io.BufferedReader(raw, 1 << 20)
+
+    def drain(self) -> None:
+        """Read what is left of the file (bytes after the last gzip member) so its sha256 covers all of it."""
+        for _chunk in iter(lambda: self._tee.read(1 << 20), b""):
+            pass
 
     def __enter__(self) -> BsonReader:
         return self
@@ -235,6 +272,35 @@ class BsonReader:
             raise self._fail(f"cannot be read: {exc}") from None
 
 
+# Drift markers (see mongo_drift): a fingerprint of every data collection, taken during the dump's read.
+MARKER_KIND = "mongodb-fingerprint"
+
+
+def data_collection(info: dict) -> bool:
+    """Whether a ``listCollections`` entry holds documents a fingerprint covers (views and ``system.*`` do not)."""
+    name = info["name"]
+    return (info.get("type") or "collection") != "view" and not (name.startswith("system.") and name != "system.js")
+
+
+def make_marker(
+    conn: MongoConnection, database: str, collections: dict, taken_at: str, source: str, ferretdb: bool, scope: dict | None = None
+) -> dict:
+    """A drift marker: where it was taken and ``{collection: {documents, content_hash}}``."""
+    marker = {
+        "kind": MARKER_KIND,
+        "database": database,
+        "server": conn.label(),
+        "hosts": sorted(_hosts_of(conn.uri, conn.host, conn.port)),
+        "ferretdb": ferretdb,
+        "taken_at": taken_at,
+        "source": source,
+        "collections": collections,
+    }
+    if scope:
+        marker["scope"] = scope
+    return marker
+
+
 # --------------------------------------------------------------------------------------------
 # Metadata (canonical Extended JSON, as mongodump writes it)
 # --------------------------------------------------------------------------------------------
@@ -243,8 +309,7 @@ class BsonReader:
 def metadata_json(options: dict, indexes: list, uuid_hex: str, name: str, ctype: str) -> str:
     """The ``<coll>.metadata.json`` text: compact canonical Extended JSON, mongodump's field order."""
     meta = SON()
-    if options:
-        meta["options"] = options
+    meta["options"] = options or {}
     meta["indexes"] = list(indexes)
     if uuid_hex:
         meta["uuid"] = uuid_hex
@@ -602,10 +667,19 @@ def backup(conn: MongoConnection, req: BackupRequest, check_mode: bool = False) 
                 "finished": _now(),
                 "source": {"server": conn.label(), "database": req.database, "version": server["version"], "ferretdb": server["ferretdb"]},
                 "gzip": req.gzip,
-                "consistency": "each collection is read by its own cursor; not a point-in-time snapshot across collections",
+                "consistency": CONSISTENCY,
                 "collections": entries,
                 "totals": {"collections": len(entries), "documents": docs, "bson_bytes": nbytes, "seconds": round(seconds, 3)},
             }
+            scope = (
+                {"collections": list(req.collections), "exclude": list(req.exclude_collections)}
+                if req.collections or req.exclude_collections
+                else None
+            )
+            fingerprints = {
+                e["name"]: {"documents": e["documents"], "content_hash": e["content_hash"]} for e in entries if "content_hash" in e
+            }
+            manifest["marker"] = make_marker(conn, req.database, fingerprints, started_at, "mongodb_backup", server["ferretdb"], scope)
             with _private_open(os.path.join(work, MANIFEST)) as f:
                 f.write(json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
                 f.flush()
@@ -619,6 +693,7 @@ def backup(conn: MongoConnection, req: BackupRequest, check_mode: bool = False) 
             "changed": True,
             "path": path,
             "manifest": os.path.join(path, MANIFEST),
+            "marker": manifest["marker"],
             "database": req.database,
             "server_version": server["version"],
             "collections": entries,
@@ -823,36 +898,58 @@ def _collections_of(dbdir: str, manifest: dict | None) -> tuple[list, list]:
     return collections, skipped
 
 
+def _verify_against_manifest(c: DumpCollection) -> None:
+    """sha256 and size of the collection's files, and the count and content hash of its documents, in one read."""
+    entry = c.manifest_entry
+    for key, p in (("data", c.data_path), ("metadata", c.metadata_path)):
+        want = entry.get(f"{key}_sha256")
+        if want is None:
+            continue
+        if p is None:
+            raise IntegrityError(
+                f"the {key} file of collection {c.name!r} is missing from the backup.",
+                hint="the backup is incomplete; take a new backup.",
+            )
+        if key == "data":
+            sha, content = hashlib.sha256(), ContentHash()
+            with BsonReader(p, file_sha=sha) as reader:
+                for doc in reader:
+                    content.add(doc)
+                reader.drain()
+            got, size = sha.hexdigest(), reader._tee.size
+        else:
+            got, size = _sha256_file(p)
+        if got != want or size != entry.get(f"{key}_file_bytes"):
+            raise IntegrityError(
+                f"{p} does not match the backup manifest (sha256 {got[:12]}… vs {want[:12]}…, "
+                f"{size} vs {entry.get(f'{key}_file_bytes')} bytes).",
+                hint="the file was changed or damaged after the backup; take a new backup or restore from an intact copy.",
+            )
+        if key == "data" and (
+            content.count != entry.get("documents") or content.hexdigest() != entry.get("content_hash", content.hexdigest())
+        ):
+            raise IntegrityError(
+                f"content hash mismatch in collection {c.name!r}: its {content.count} document(s) in {p} hash to "
+                f"{content.hexdigest()[:12]}…, the manifest says {entry.get('documents')} document(s) hashing to "
+                f"{str(entry.get('content_hash'))[:12]}…; nothing was written.",
+                hint="the manifest or the file was altered after the backup; take a new backup or restore from an intact copy.",
+            )
+
+
 def verify_dump(dump: Dump) -> dict:
-    """Check a backup before anything is written: manifest checksums, or every BSON frame without a manifest."""
+    """Check a backup before anything is written: manifest checksums and content hashes, or every BSON frame without a manifest."""
     started = time.monotonic()
     checked, docs = 0, 0
     for c in dump.collections:
-        entry = c.manifest_entry
         if dump.manifest is not None:
-            if entry is None:
+            if c.manifest_entry is None:
                 raise IntegrityError(
                     f"collection {c.name!r} has files in the backup but no manifest entry.",
                     hint="the backup was altered; take a new backup.",
                 )
-            for key, p in (("data", c.data_path), ("metadata", c.metadata_path)):
-                want = entry.get(f"{key}_sha256")
-                if want is None:
-                    continue
-                if p is None:
-                    raise IntegrityError(
-                        f"the {key} file of collection {c.name!r} is missing from the backup.",
-                        hint="the backup is incomplete; take a new backup.",
-                    )
-                got, size = _sha256_file(p)
-                if got != want or size != entry.get(f"{key}_file_bytes"):
-                    raise IntegrityError(
-                        f"{p} does not match the backup manifest (sha256 {got[:12]}… vs {want[:12]}…, "
-                        f"{size} vs {entry.get(f'{key}_file_bytes')} bytes).",
-                        hint="the file was changed or damaged after the backup; take a new backup or restore from an intact copy.",
-                    )
-                checked += 1
-            docs += int(entry.get("documents", 0))
+            _verify_against_manifest(c)
+            checked += 1 + (c.data_path is not None)
+            docs += int(c.manifest_entry.get("documents", 0))
         elif c.data_path:
             with BsonReader(c.data_path) as r:
                 for _doc in r:
@@ -862,7 +959,7 @@ def verify_dump(dump: Dump) -> dict:
     return {
         "files_checked": checked,
         "documents": docs,
-        "method": "manifest sha256" if dump.manifest is not None else "BSON framing",
+        "method": "manifest sha256 and content hashes" if dump.manifest is not None else "BSON framing",
         "seconds": round(time.monotonic() - started, 3),
     }
 
@@ -1035,41 +1132,111 @@ def _insert_collection(db: Any, c: DumpCollection, req: RestoreRequest) -> dict:
     }
 
 
-def _restore_one(db: Any, c: DumpCollection, req: RestoreRequest, unsupported: _Unsupported) -> dict:
-    create_collection(db, c.name, c.options, unsupported)
-    stats = _insert_collection(db, c, req)
+def _restore_one(db: Any, c: DumpCollection, req: RestoreRequest, unsupported: _Unsupported, temp: str) -> dict:
+    """Restore one collection under the temporary name ``temp`` of the target database."""
+    create_collection(db, temp, c.options, unsupported)
+    coll = DumpCollection(temp, c.type, c.data_path, c.metadata_path, c.options, c.indexes, c.manifest_entry)
+    stats = _insert_collection(db, coll, req)
     entry = c.manifest_entry
     if entry is not None and (
         stats["documents"] != entry.get("documents") or stats["content_hash"] != entry.get("content_hash", stats["content_hash"])
     ):
         raise IntegrityError(
-            f"collection {c.name!r}: read {stats['documents']} document(s) from the backup, the manifest says {entry.get('documents')}.",
-            hint="the backup is damaged; take a new backup.",
+            f"collection {c.name!r}: the documents read while inserting ({stats['documents']}, content hash "
+            f"{stats['content_hash'][:12]}…) differ from the manifest ({entry.get('documents')}, {str(entry.get('content_hash'))[:12]}…): "
+            "the backup file changed during the restore.",
+            hint="keep the backup unchanged while it is restored; take a new backup.",
         )
     idx_started = time.monotonic()
-    stats["indexes"] = create_indexes(db, c.name, c.indexes, unsupported)
+    stats["indexes"] = create_indexes(db, temp, c.indexes, unsupported)
     stats["index_seconds"] = round(time.monotonic() - idx_started, 3)
     stats["name"] = c.name
     return stats
 
 
-def _cross_db_rename_supported(client: Any, staging: str) -> bool:
-    probe = f"{staging}_p"
+# A restore writes every collection under a temporary name and swaps them in only when all are complete;
+# the collections they replace are renamed aside for the swap and dropped last.
+NEW_PREFIX = "dualboot_new_"
+OLD_PREFIX = "dualboot_old_"
+
+
+def _leftovers(db: Any) -> tuple[list, list]:
+    """Collections an interrupted restore left behind: (incomplete new ones, old ones set aside during a swap)."""
+    names = db.list_collection_names()
+    return sorted(n for n in names if n.startswith(NEW_PREFIX)), sorted(n for n in names if n.startswith(OLD_PREFIX))
+
+
+def _refuse_interrupted_swap(database: str, aside: list) -> None:
+    if aside:
+        raise SafetyRefusal(
+            f"database {database!r} holds {', '.join(aside)}: collections an earlier restore set aside while swapping in new "
+            "content, and was interrupted before it dropped them. They may hold the only copy of the old content.",
+            hint="inspect them (rename them back, or drop them when the current content is right), then run the restore again.",
+        )
+
+
+def _drop_quietly(db: Any, names: list) -> str | None:
+    """Drop ``names``; a server that is gone is reported, not raised (the caller is already failing)."""
     try:
-        client[staging].create_collection("dualboot_probe")
-        client.admin.command("renameCollection", f"{staging}.dualboot_probe", to=f"{probe}.dualboot_probe")
-        return True
-    except mongo_errors.OperationFailure as exc:
-        if exc.code in NOT_SUPPORTED_CODES or exc.code in (13, 20):  # not supported, not allowed, or sharded
-            return False
+        for n in names:
+            db.drop_collection(n)
+        if not db.list_collection_names():  # it was empty before: leave no empty database behind
+            db.client.drop_database(db.name)
+        return None
+    except mongo_errors.PyMongoError as exc:
+        return f"could not drop the temporary collection(s) {', '.join(names)} ({mongo_error_text(exc)}); the next restore drops them"
+
+
+def _swap_in(db: Any, database: str, stats: list, temps: dict, token: str) -> None:
+    """Rename the old collections aside, the complete new ones in, then drop the old ones (views are dropped: they cannot be renamed)."""
+    old = {i["name"]: i.get("type") or "collection" for i in db.list_collections() if not i["name"].startswith((NEW_PREFIX, OLD_PREFIX))}
+    aside = {}
+    done = []
+    try:
+        for i, name in enumerate(sorted(old)):
+            if old[name] == "view":
+                db.drop_collection(name)
+            else:
+                aside[name] = f"{OLD_PREFIX}{token}_{i}"
+                db.command("renameCollection", f"{database}.{name}", to=f"{database}.{aside[name]}")
+        for s in stats:
+            db.command("renameCollection", f"{database}.{temps[s['name']]}", to=f"{database}.{s['name']}")
+            done.append(s["name"])
+    except mongo_errors.PyMongoError as exc:
+        raise OperationFailed(
+            f"swapping the restored collections into {database!r} failed: {mongo_error_text(exc)}. "
+            f"Swapped in: {', '.join(done) or 'none'}; "
+            f"the old collections are kept as {', '.join(f'{v} (was {k})' for k, v in aside.items()) or 'none'}.",
+            hint="rename the old collections back (or keep the new ones and drop the old), then run the restore again.",
+        ) from None
+    for name in aside.values():
+        db.drop_collection(name)
+
+
+def _restore_collections(db: Any, req: RestoreRequest, collections: list, unsupported: _Unsupported, temps: dict) -> list:
+    try:
+        return _run_parallel(
+            [(c, lambda c=c: _restore_one(db, c, req, unsupported, temps[c.name])) for c in collections], req.jobs, _wrap_restore_error
+        )
+    except BaseException as exc:
+        problem = _drop_quietly(db, list(temps.values()))
+        if isinstance(exc, DualbootError):
+            exc.details["cleanup"] = problem or f"the temporary collections were dropped; {req.database!r} was not touched"
         raise
-    finally:
-        client.drop_database(probe)
-        client[staging].drop_collection("dualboot_probe")
 
 
-def _staging_name(target: str) -> str:
-    return f"{target[:40]}_restore_{secrets.token_hex(4)}"
+def _create_views(db: Any, views: list, unsupported: _Unsupported) -> list:
+    pending = list(views)
+    created = []
+    while pending:  # views on views need their base first
+        ready = [v for v in pending if v.options.get("viewOn") not in {p.name for p in pending}]
+        if not ready:
+            ready = pending
+        for v in ready:
+            if create_view(db, v, unsupported):
+                created.append(v.name)
+            pending.remove(v)
+    return created
 
 
 def _wrap_restore_error(c: Any, exc: Exception) -> Exception:
@@ -1106,12 +1273,12 @@ def restore(conn: MongoConnection, req: RestoreRequest, check_mode: bool = False
     client = connect(conn)
     try:
         server = server_info(client)
-        existing = client[req.database].list_collection_names()
+        existing = [n for n in client[req.database].list_collection_names() if not n.startswith(NEW_PREFIX)]
         if existing and not req.replace:
             raise SafetyRefusal(
                 f"target database {req.database!r} on {conn.label()} already holds {len(existing)} collection(s) "
                 f"({', '.join(sorted(existing)[:5])}).",
-                hint="restore into an empty database, or set replace: true to drop its content once the restore is staged.",
+                hint="restore into an empty database, or set replace: true to replace its content once the restore is complete.",
             )
         plan = {
             "database": req.database,
@@ -1134,52 +1301,22 @@ def restore(conn: MongoConnection, req: RestoreRequest, check_mode: bool = False
 def _do_restore(client: Any, conn: MongoConnection, req: RestoreRequest, dump: Dump, chosen: list, plan: dict, server: dict) -> dict:
     started = time.monotonic()
     unsupported = _Unsupported()
-    staging = _staging_name(req.database)
-    method = "staging-rename" if _cross_db_rename_supported(client, staging) else "in-place"
-    work_db = staging if method == "staging-rename" else req.database
-    if method == "in-place":
-        client.drop_database(staging)
-        if plan["replaces"]:
-            client.drop_database(req.database)
+    token = secrets.token_hex(3)
+    db = client.get_database(req.database, codec_options=CodecOptions())
+    incomplete, aside = _leftovers(db)
+    _refuse_interrupted_swap(req.database, aside)
+    for name in incomplete:  # what a killed restore left: never complete, never swapped in
+        db.drop_collection(name)
     collections = [c for c in chosen if c.type != "view"]
-    views = [c for c in chosen if c.type == "view"]
-    db = client.get_database(work_db, codec_options=CodecOptions())
-    try:
-        stats = _run_parallel([(c, lambda c=c: _restore_one(db, c, req, unsupported)) for c in collections], req.jobs, _wrap_restore_error)
-    except BaseException as exc:
-        client.drop_database(work_db)
-        if isinstance(exc, DualbootError):
-            exc.details["cleanup"] = (
-                f"staging database {staging!r} was dropped; {req.database!r} was not touched"
-                if method == "staging-rename"
-                else f"database {req.database!r} was dropped again (it was empty or its content was replaced)"
-            )
-        raise
-    if method == "staging-rename":
-        if plan["replaces"]:
-            client.drop_database(req.database)
-        for s in stats:
-            try:
-                client.admin.command("renameCollection", f"{staging}.{s['name']}", to=f"{req.database}.{s['name']}")
-            except mongo_errors.PyMongoError as exc:
-                raise OperationFailed(
-                    f"moving {s['name']!r} from staging database {staging!r} into {req.database!r} failed: {mongo_error_text(exc)}",
-                    hint=f"{req.database!r} is incomplete; the rest is still in {staging!r}. Restore again with replace: true.",
-                ) from None
-        client.drop_database(staging)
-    target = client[req.database]
-    pending = list(views)
-    created_views = []
-    while pending:  # views on views need their base first
-        ready = [v for v in pending if v.options.get("viewOn") not in {p.name for p in pending}]
-        if not ready:
-            ready = pending
-        for v in ready:
-            if create_view(target, v, unsupported):
-                created_views.append(v.name)
-            pending.remove(v)
-    seconds = time.monotonic() - started
+    temps = {c.name: f"{NEW_PREFIX}{token}_{i}" for i, c in enumerate(collections)}
+    stats = _restore_collections(db, req, collections, unsupported, temps)
     stats.sort(key=lambda s: s["name"])
+    _swap_in(db, req.database, stats, temps, token)
+    shown = {v: k for k, v in temps.items()}
+    for item in unsupported.items:
+        item["collection"] = shown.get(item["collection"], item["collection"])
+    created_views = _create_views(db, [c for c in chosen if c.type == "view"], unsupported)
+    seconds = time.monotonic() - started
     docs = sum(s["documents"] for s in stats)
     nbytes = sum(s["bson_bytes"] for s in stats)
     result = dict(plan)
@@ -1188,18 +1325,14 @@ def _do_restore(client: Any, conn: MongoConnection, req: RestoreRequest, dump: D
         warnings.append(
             f"{len(unsupported.items)} option(s)/index(es) the target server does not support were not restored; see unsupported"
         )
-    done_how = (
-        f"restored into staging database {staging!r}, then renamed each collection into {req.database!r}"
-        if method == "staging-rename"
-        else "this server cannot rename collections across databases, so the restore wrote directly into "
-        f"{req.database!r} (it was empty or replaced)"
-    )
     result.update(
         {
             "changed": True,
-            "method": method,
-            "how": done_how,
-            "staging_database": staging if method == "staging-rename" else None,
+            "method": "swap",
+            "how": f"every collection was restored under a temporary name ({NEW_PREFIX}{token}_<n>) in {req.database!r} and "
+            "renamed to its own name only when all were complete and verified"
+            + (f"; the {len(plan['replaces'])} replaced collection(s) were kept until then" if plan["replaces"] else ""),
+            "incomplete_dropped": incomplete,
             "server_version": server["version"],
             "collections": stats,
             "views": created_views,
@@ -1211,7 +1344,7 @@ def _do_restore(client: Any, conn: MongoConnection, req: RestoreRequest, dump: D
             "mb_per_second": _rate(_mb(nbytes), seconds),
             "warnings": warnings,
             "msg": f"restored {len(stats)} collection(s) and {len(created_views)} view(s), {docs} document(s), {_mb(nbytes)} MB "
-            f"into {req.database!r} in {seconds:.1f} s ({method})",
+            f"into {req.database!r} in {seconds:.1f} s",
         }
     )
     return result

@@ -81,9 +81,17 @@ class MongoConnection:
     options: dict = dataclasses.field(default_factory=dict)
 
     def label(self) -> str:
-        """Where we connect, for messages; never contains the password."""
+        """Where we connect, for messages: host and port, never the password.
+
+        Ansible masks every occurrence of a ``no_log`` value, so a label equal to ``login_uri`` (a URI
+        without a password) would print as ``********``: without a password only ``user@host:port``
+        is shown, which can never equal a URI.
+        """
         if self.uri:
-            return redact_uri(self.uri)
+            parts = urlsplit(self.uri)
+            if parts.password is not None:
+                return redact_uri(self.uri)
+            return parts.netloc or self.uri.split("://", 1)[-1].split("/", 1)[0]
         user = f"{self.user}@" if self.user else ""
         return f"mongodb://{user}{self.host}:{self.port}/"
 

@@ -49,6 +49,7 @@ from ansible_collections.dualboot.db.plugins.module_utils.errors import (
     SafetyRefusal,
 )
 from ansible_collections.dualboot.db.plugins.module_utils.pg_drift import measure_rows, take_marker
+from ansible_collections.dualboot.db.plugins.module_utils.pg_privileges import explain
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect
 
 try:
@@ -142,7 +143,12 @@ def conninfo_dbname(name: str) -> str:
 ERROR_LINE = re.compile(r"^(?:\S+: )?(?:error|ERROR|FATAL|PANIC):?\s.*$", re.M)
 
 
-def _tool_failure(label: str, rc: int, stderr: str, disk: str | None) -> DualbootError:
+SQL_PRIVILEGE_ERROR = re.compile(
+    r"permission denied (?:for|to) |must be owner of|must be superuser|must be member of|must be able to set role"
+)
+
+
+def _tool_failure(label: str, rc: int, stderr: str, disk: str | None, user: str | None = None) -> DualbootError:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ERROR_LINE.match(ln) or "error:" in ln] or lines[-5:]
     detail = " | ".join(errors[:5])[:1500]
@@ -153,6 +159,8 @@ def _tool_failure(label: str, rc: int, stderr: str, disk: str | None) -> Dualboo
             f"{label} failed: disk full on {where} ({detail}).",
             hint=f"free space on {where} or choose another location; the partial output was removed.",
         )
+    if SQL_PRIVILEGE_ERROR.search(lowered):  # the server's words; a file's "Permission denied" is not a grant
+        return explain(detail, user, doing=label)
     if "password authentication failed" in lowered or "could not connect" in lowered or "connection to server" in lowered:
         return ConnectionFailed(
             f"{label} could not connect: {detail}", hint="check the connection options (login_host, login_port, login_password)."
@@ -184,6 +192,7 @@ class ToolProcess:
     ) -> None:
         self.label = label
         self.disk = disk
+        self.user = env.get("PGUSER")
         self.errfile = tempfile.TemporaryFile()  # noqa: SIM115 - closed in wait()
         self.started = time.monotonic()
         try:
@@ -204,7 +213,7 @@ class ToolProcess:
         self.errfile.close()
         self.seconds = time.monotonic() - self.started
         if rc != 0 or ERROR_LINE.search(err):
-            raise _tool_failure(self.label, rc, err, self.disk)
+            raise _tool_failure(self.label, rc, err, self.disk, self.user)
         return err
 
     def kill(self) -> None:

@@ -25,9 +25,12 @@ OWN_SCHEMA = "dualboot"
 KINDS = (
     "schema",
     "extension",
+    "collation",
+    "text_search_configuration",
     "enum",
     "domain",
     "composite_type",
+    "range_type",
     "sequence",
     "function",
     "procedure",
@@ -38,7 +41,9 @@ KINDS = (
     "view",
     "materialized_view",
     "trigger",
+    "rule",
     "policy",
+    "statistics",
 )
 
 # Schema filter shared by every query: %(schemas)s is NULL (all user schemas) or a text[].
@@ -98,7 +103,10 @@ SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.relrowsecurit
   (SELECT array_agg(format('%%I.%%I', pn.nspname, pc.relname) ORDER BY i.inhseqno)
      FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
     WHERE i.inhrelid = c.oid),
-  c.reloptions, pg_get_userbyid(c.relowner), {_acl("c.relacl", "'r'", "c.relowner")}, d.description
+  c.reloptions, pg_get_userbyid(c.relowner), {_acl("c.relacl", "'r'", "c.relowner")}, d.description,
+  CASE c.relreplident WHEN 'i' THEN (SELECT 'index ' || quote_ident(ri.relname) FROM pg_index i JOIN pg_class ri ON ri.oid = i.indexrelid
+                                      WHERE i.indrelid = c.oid AND i.indisreplident)
+    ELSE c.relreplident::text END
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {_desc("pg_class", "c.oid")}
 WHERE c.relkind IN ('r', 'p') AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
 """
@@ -111,7 +119,9 @@ SELECT n.nspname, c.relname, a.attname, a.attnum,
   CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 THEN
     (SELECT format('%%I.%%I', cn.nspname, co.collname) FROM pg_collation co
        JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) END,
-  a.attislocal, d.description, {_acl("a.attacl")}, c.oid
+  a.attislocal, d.description, {_acl("a.attacl")}, c.oid,
+  CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage END, NULLIF(a.attstattarget, -1), NULLIF(a.attcompression, ''),
+  t.typstorage
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
@@ -130,7 +140,9 @@ SELECT n.nspname, c.relname, co.conname, co.contype,
     WHERE i.indexrelid = co.conindid AND co.contype IN ('p', 'u', 'x'))),
   co.condeferrable, co.condeferred, co.convalidated, d.description,
   CASE WHEN co.contype = 'f' THEN (SELECT format('%%I.%%I', fn.nspname, fc.relname) FROM pg_class fc
-    JOIN pg_namespace fn ON fn.oid = fc.relnamespace WHERE fc.oid = co.confrelid) END, co.oid
+    JOIN pg_namespace fn ON fn.oid = fc.relnamespace WHERE fc.oid = co.confrelid) END, co.oid,
+  CASE WHEN co.contype IN ('p', 'u', 'x') THEN (SELECT i.indisvalid AND i.indisready AND i.indislive FROM pg_index i
+                                                 WHERE i.indexrelid = co.conindid) END
 FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
   {_desc("pg_constraint", "co.oid")}
 WHERE co.contype IN ('p', 'u', 'f', 'c', 'x') AND co.conislocal AND co.conparentid = 0
@@ -140,14 +152,17 @@ WHERE co.contype IN ('p', 'u', 'f', 'c', 'x') AND co.conislocal AND co.conparent
 Q_INDEXES = f"""
 SELECT n.nspname, ic.relname, c.relname, am.amname, i.indisunique, {_nodes("i.indpred")},
   concat_ws('|', i.indkey::text, i.indclass::text, i.indoption::text, i.indcollation::text, i.indnkeyatts,
-    i.indnullsnotdistinct, {_nodes("i.indexprs")}, ic.reloptions::text, c.relkind), d.description, i.indexrelid
+    i.indnullsnotdistinct, {_nodes("i.indexprs")}, ic.reloptions::text, c.relkind), d.description, i.indexrelid,
+  i.indisvalid AND i.indisready AND i.indislive, c.relkind,
+  (SELECT format('%%I.%%I', pn.nspname, pc.relname) FROM pg_class pc JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+    WHERE pc.oid = inh.inhparent)
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
   JOIN pg_namespace n ON n.oid = ic.relnamespace JOIN pg_am am ON am.oid = ic.relam
+  LEFT JOIN pg_inherits inh ON inh.inhrelid = i.indexrelid
   {_desc("pg_class", "ic.oid")}
 WHERE c.relkind IN ('r', 'p', 'm') AND {_NS.format(n="n")}
   AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.conrelid = i.indrelid
                   AND co.contype IN ('p', 'u', 'x'))
-  AND NOT EXISTS (SELECT 1 FROM pg_inherits inh WHERE inh.inhrelid = i.indexrelid)
 """
 
 Q_VIEWS = f"""
@@ -159,7 +174,12 @@ SELECT c.oid, n.nspname, c.relname, c.relkind,
      JOIN pg_class dc ON dc.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass
      JOIN pg_namespace dn ON dn.oid = dc.relnamespace
     WHERE r.ev_class = c.oid AND d.refobjid <> c.oid),
-  c.reloptions
+  c.reloptions,
+  (SELECT array_agg(format('%%I %%s', a.attname, format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
+     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT jsonb_object_agg(a.attname, cd.description) FROM pg_description cd
+     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = cd.objsubid
+    WHERE cd.objoid = c.oid AND cd.classoid = 'pg_class'::regclass AND cd.objsubid > 0)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {_desc("pg_class", "c.oid")}
 WHERE c.relkind IN ('v', 'm') AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
 """
@@ -188,6 +208,8 @@ SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokin
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
   {_desc("pg_proc", "p.oid")}
 WHERE {_NS.format(n="n")} AND {_not_ext("pg_proc", "p.oid")}
+  AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = 'pg_proc'::regclass AND dep.objid = p.oid
+                  AND dep.refclassid = 'pg_type'::regclass AND dep.deptype = 'i')  -- a range type's constructors
 """
 
 Q_TRIGGERS = f"""
@@ -226,6 +248,140 @@ FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.
 WHERE {_NS.format(n="n")}
 """
 
+# The options of each identity column's sequence (its state - the next value - is data, not schema: see the docs).
+Q_IDENTITY = f"""
+SELECT n.nspname, tc.relname, a.attname,
+  format('START WITH %%s INCREMENT BY %%s MINVALUE %%s MAXVALUE %%s CACHE %%s %%s', s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
+         s.seqcache, CASE WHEN s.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
+FROM pg_sequence s JOIN pg_depend dep ON dep.classid = 'pg_class'::regclass AND dep.objid = s.seqrelid AND dep.deptype = 'i'
+  AND dep.refclassid = 'pg_class'::regclass
+  JOIN pg_class tc ON tc.oid = dep.refobjid JOIN pg_namespace n ON n.oid = tc.relnamespace
+  JOIN pg_attribute a ON a.attrelid = tc.oid AND a.attnum = dep.refobjsubid
+WHERE {_NS.format(n="n")}
+"""
+
+Q_STATISTICS = f"""
+SELECT n.nspname, s.stxname, pg_get_statisticsobjdef(s.oid), NULLIF(s.stxstattarget, -1), d.description,
+  tn.nspname, tc.relname
+FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace JOIN pg_class tc ON tc.oid = s.stxrelid
+  JOIN pg_namespace tn ON tn.oid = tc.relnamespace {_desc("pg_statistic_ext", "s.oid")}
+WHERE {_NS.format(n="n")} AND {_not_ext("pg_statistic_ext", "s.oid")}
+"""
+
+Q_RULES = f"""
+SELECT n.nspname, c.relname, r.rulename, pg_get_ruledef(r.oid), r.ev_enabled, d.description
+FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+  {_desc("pg_rewrite", "r.oid")}
+WHERE r.rulename <> '_RETURN' AND {_NS.format(n="n")} AND {_not_ext("pg_class", "c.oid")}
+"""
+
+# Who reads each column (pg_depend): views and rules of other relations, SQL-standard function bodies, foreign keys
+# of other tables. A column nobody depends on can be dropped or retyped without breaking anything.
+Q_COLUMN_DEPENDENTS = f"""
+SELECT n.nspname, c.relname, a.attname, pg_describe_object(dep.classid, dep.objid, 0)
+FROM pg_depend dep JOIN pg_class c ON c.oid = dep.refobjid JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = dep.refobjsubid
+WHERE dep.refclassid = 'pg_class'::regclass AND dep.refobjsubid > 0 AND dep.deptype = 'n' AND c.relkind IN ('r', 'p')
+  AND {_NS.format(n="n")}
+  AND (dep.classid = 'pg_proc'::regclass
+       OR (dep.classid = 'pg_rewrite'::regclass AND EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.oid = dep.objid AND r.ev_class <> c.oid))
+       OR (dep.classid = 'pg_constraint'::regclass AND EXISTS (SELECT 1 FROM pg_constraint co WHERE co.oid = dep.objid
+                                                             AND co.contype = 'f' AND co.conrelid <> c.oid)))
+"""
+
+# Kinds of objects the diff does not model: named in the result as not compared, never skipped silently.
+# partition_default: a default of an inherited column that is not the one the parent has (children get a copy).
+# Database-wide kinds (casts, event triggers, global default privileges) only when every schema is read.
+Q_NOT_COMPARED = f"""
+SELECT 'aggregate', format('%%I.%%I(%%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE p.prokind = 'a' AND {_NS.format(n="n")} AND {_not_ext("pg_proc", "p.oid")}
+UNION ALL
+SELECT 'operator', format('%%I.%%s(%%s, %%s)', n.nspname, o.oprname, format_type(o.oprleft, NULL), format_type(o.oprright, NULL))
+  FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE {_NS.format(n="n")} AND {_not_ext("pg_operator", "o.oid")}
+UNION ALL
+SELECT 'operator_class', format('%%I.%%I', n.nspname, o.opcname)
+  FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace WHERE {_NS.format(n="n")} AND {_not_ext("pg_opclass", "o.oid")}
+UNION ALL
+SELECT 'operator_family', format('%%I.%%I', n.nspname, o.opfname)
+  FROM pg_opfamily o JOIN pg_namespace n ON n.oid = o.opfnamespace WHERE {_NS.format(n="n")} AND {_not_ext("pg_opfamily", "o.oid")}
+
+UNION ALL
+SELECT 'text_search_dictionary', format('%%I.%%I', n.nspname, o.dictname)
+  FROM pg_ts_dict o JOIN pg_namespace n ON n.oid = o.dictnamespace WHERE {_NS.format(n="n")} AND {_not_ext("pg_ts_dict", "o.oid")}
+UNION ALL
+SELECT 'base_type', format('%%I.%%I', n.nspname, t.typname)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE t.typtype = 'b' AND t.typelem = 0 AND {_NS.format(n="n")} AND {_not_ext("pg_type", "t.oid")}
+   AND NOT (t.typtype = 'b' AND t.typcategory = 'A')
+UNION ALL
+SELECT 'conversion', format('%%I.%%I', n.nspname, o.conname)
+  FROM pg_conversion o JOIN pg_namespace n ON n.oid = o.connamespace WHERE {_NS.format(n="n")} AND {_not_ext("pg_conversion", "o.oid")}
+UNION ALL
+SELECT 'foreign_table', format('%%I.%%I', n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'f' AND {_NS.format(n="n")}
+UNION ALL
+SELECT 'view_trigger', format('%%I.%%I.%%I', n.nspname, c.relname, t.tgname)
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('v', 'm', 'f') AND NOT t.tgisinternal AND {_NS.format(n="n")}
+UNION ALL
+SELECT 'partition_default', format('%%I.%%I.%%I', n.nspname, c.relname, a.attname)
+  FROM pg_attrdef ad JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+  JOIN pg_class c ON c.oid = ad.adrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE NOT a.attislocal AND a.attgenerated = '' AND c.relkind IN ('r', 'p') AND {_NS.format(n="n")}
+   AND NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_attribute pa ON pa.attrelid = i.inhparent AND pa.attname = a.attname
+                     JOIN pg_attrdef pad ON pad.adrelid = pa.attrelid AND pad.adnum = pa.attnum
+                    WHERE i.inhrelid = c.oid AND pg_get_expr(pad.adbin, pad.adrelid) = pg_get_expr(ad.adbin, ad.adrelid))
+UNION ALL
+SELECT 'default_privileges', format('%%s: %%s in %%s', pg_get_userbyid(da.defaclrole),
+    CASE da.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' WHEN 'f' THEN 'functions' WHEN 'T' THEN 'types'
+                          WHEN 'n' THEN 'schemas' ELSE da.defaclobjtype::text END, coalesce(quote_ident(n.nspname), 'every schema'))
+  FROM pg_default_acl da LEFT JOIN pg_namespace n ON n.oid = da.defaclnamespace
+ WHERE CASE WHEN n.oid IS NULL THEN %(schemas)s::text[] IS NULL ELSE {_NS.format(n="n")} END
+UNION ALL
+SELECT 'cast', format('(%%s AS %%s)', format_type(c.castsource, NULL), format_type(c.casttarget, NULL))
+  FROM pg_cast c WHERE c.oid >= 16384 AND %(schemas)s::text[] IS NULL AND {_not_ext("pg_cast", "c.oid")}
+UNION ALL
+SELECT 'event_trigger', quote_ident(e.evtname) FROM pg_event_trigger e
+ WHERE %(schemas)s::text[] IS NULL AND {_not_ext("pg_event_trigger", "e.oid")}
+"""
+
+Q_RANGES = f"""
+SELECT n.nspname, t.typname, format_type(r.rngsubtype, NULL),
+  (SELECT format('%%I.%%I', cn.nspname, opc.opcname) FROM pg_opclass opc JOIN pg_namespace cn ON cn.oid = opc.opcnamespace
+    WHERE opc.oid = r.rngsubopc AND NOT opc.opcdefault),
+  CASE WHEN r.rngcollation <> 0 AND r.rngcollation <> (SELECT st.typcollation FROM pg_type st WHERE st.oid = r.rngsubtype)
+    THEN (SELECT format('%%I.%%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+          WHERE co.oid = r.rngcollation) END,
+  NULLIF(r.rngcanonical, 0)::regproc::text, NULLIF(r.rngsubdiff, 0)::regproc::text,
+  (SELECT format('%%I.%%I', mn.nspname, mt.typname) FROM pg_type mt JOIN pg_namespace mn ON mn.oid = mt.typnamespace
+    WHERE mt.oid = r.rngmultitypid),
+  d.description
+FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid JOIN pg_namespace n ON n.oid = t.typnamespace {_desc("pg_type", "t.oid")}
+WHERE {_NS.format(n="n")} AND {_not_ext("pg_type", "t.oid")}
+"""
+
+# to_jsonb: the ICU locale column is colliculocale in PostgreSQL 15 and 16, colllocale from 17.
+Q_COLLATIONS = f"""
+SELECT n.nspname, c.collname, c.collprovider, c.collisdeterministic, c.collcollate, c.collctype,
+  coalesce(to_jsonb(c) ->> 'colllocale', to_jsonb(c) ->> 'colliculocale'), d.description
+FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace {_desc("pg_collation", "c.oid")}
+WHERE {_NS.format(n="n")} AND {_not_ext("pg_collation", "c.oid")}
+"""
+
+Q_TS_CONFIGS = f"""
+SELECT n.nspname, c.cfgname, (SELECT format('%%I.%%I', pn.nspname, p.prsname) FROM pg_ts_parser p
+                                JOIN pg_namespace pn ON pn.oid = p.prsnamespace WHERE p.oid = c.cfgparser),
+  (SELECT array_agg(x ORDER BY x) FROM (
+     SELECT format('%%s %%s', tt.alias, string_agg(format('%%I.%%I', dn.nspname, dd.dictname), ', ' ORDER BY m.mapseqno)) x
+       FROM pg_ts_config_map m JOIN ts_token_type(c.cfgparser) tt ON tt.tokid = m.maptokentype
+       JOIN pg_ts_dict dd ON dd.oid = m.mapdict JOIN pg_namespace dn ON dn.oid = dd.dictnamespace
+      WHERE m.mapcfg = c.oid GROUP BY tt.alias) maps),
+  d.description
+FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace {_desc("pg_ts_config", "c.oid")}
+WHERE {_NS.format(n="n")} AND {_not_ext("pg_ts_config", "c.oid")}
+"""
+
 # The default privileges of each role for each kind of object (schema, relation, sequence, routine, type):
 # where suggested GRANT/REVOKE statements for a newly created object start from.
 Q_ACL_DEFAULTS = """
@@ -240,6 +396,9 @@ _PROKIND = {"f": "function", "p": "procedure", "a": "aggregate", "w": "function"
 _CONTYPE = {"p": "primary key", "u": "unique", "f": "foreign key", "c": "check", "x": "exclusion"}
 _POLCMD = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
 _TRIGGER_ENABLED = {"O": "enabled", "D": "disabled", "R": "replica", "A": "always"}
+_REPLICA_IDENTITY = {"d": "default", "n": "nothing", "f": "full"}
+_STORAGE = {"p": "plain", "e": "external", "m": "main", "x": "extended"}
+_COMPRESSION = {"p": "pglz", "l": "lz4"}
 _CONSTRAINT_TAIL = re.compile(r"(?: DEFERRABLE)?(?: INITIALLY DEFERRED)?(?: NOT VALID)?$")
 _INDEX_USING = re.compile(r" USING (\w+) (.*)$", re.S)
 
@@ -282,14 +441,20 @@ def _add(objects: dict, obj: dict) -> None:
 
 
 def column_definition(attrs: dict) -> str:
-    """``type [COLLATE c] [GENERATED ...|DEFAULT ...] [NOT NULL]`` of a column's attributes."""
+    """``type [COMPRESSION m] [COLLATE c] [GENERATED ...|DEFAULT ...] [NOT NULL]`` of a column's attributes.
+
+    Storage and statistics target have no place in a column definition (PostgreSQL 15): ALTER COLUMN sets them.
+    """
     parts = [attrs["type"]]
+    if attrs.get("compression"):
+        parts.append(f"COMPRESSION {attrs['compression']}")
     if attrs.get("collation"):
         parts.append(f"COLLATE {attrs['collation']}")
     if attrs.get("generated"):
         parts.append(f"GENERATED ALWAYS AS ({attrs['generated']}) STORED")
     elif attrs.get("identity"):
-        parts.append(f"GENERATED {attrs['identity'].upper()} AS IDENTITY")
+        options = f" ({attrs['identity_options']})" if attrs.get("identity_options") else ""
+        parts.append(f"GENERATED {attrs['identity'].upper()} AS IDENTITY{options}")
     elif attrs.get("default") is not None:
         parts.append(f"DEFAULT {attrs['default']}")
     if not attrs["nullable"] and not attrs.get("identity"):
@@ -320,6 +485,10 @@ Q_RESOLVE = {
     "constraint": "SELECT oid, pg_get_constraintdef(oid) FROM pg_constraint WHERE oid = ANY(%s)",
     "index": "SELECT indexrelid, pg_get_indexdef(indexrelid), pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid = ANY(%s)",
     "view": "SELECT oid, pg_get_viewdef(oid) FROM pg_class WHERE oid = ANY(%s)",
+    # Whether a column default calls a VOLATILE function (or operator): adding such a column rewrites the table.
+    "volatile": r"""SELECT adrelid, adnum, EXISTS (SELECT 1 FROM regexp_matches(adbin::text, ':(?:op)?funcid (\d+)', 'g') m
+                     JOIN pg_proc p ON p.oid = m[1]::oid WHERE p.provolatile = 'v')
+                   FROM pg_attrdef WHERE adrelid = ANY(%s)""",
 }
 
 
@@ -350,6 +519,7 @@ class CatalogReader:
         started = time.monotonic()
         objs = snap["objects"]
         cols = [objs["column"][k] for k in wanted.get("column", ()) if k in objs["column"]]
+        self._volatility(cols)
         cols = [o for o in cols if isinstance(o["attrs"].get("default"), Raw) or isinstance(o["attrs"].get("generated"), Raw)]
         if cols:
             self.cur.execute(Q_RESOLVE["column"], (sorted({o["info"]["relid"] for o in cols}),))
@@ -379,6 +549,16 @@ class CatalogReader:
                 o["info"]["definition"] = found[o["info"]["oid"]]
                 o["attrs"]["definition"] = normalized_definition(o["info"]["definition"])
         self.seconds += time.monotonic() - started
+
+    def _volatility(self, cols: list) -> None:
+        """``info["volatile_default"]`` of columns with a default: does it call a VOLATILE function (provolatile)?"""
+        cols = [o for o in cols if o["attrs"].get("default") is not None and "volatile_default" not in o["info"]]
+        if not cols:
+            return
+        self.cur.execute(Q_RESOLVE["volatile"], (sorted({o["info"]["relid"] for o in cols}),))
+        volatile = {(relid, num): v for relid, num, v in self.cur.fetchall()}
+        for o in cols:
+            o["info"]["volatile_default"] = volatile.get((o["info"]["relid"], o["info"]["attnum"]), False)
 
     def planned(self, items: list) -> list:
         """``(kind, obj)`` definitions as the planner prints them once it has simplified them; None where it cannot.
@@ -621,7 +801,7 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
     table_columns: dict = {}
 
     def build_table(key: tuple, c: tuple, oid: int) -> dict:
-        relkind, persistence, rls, force, partkey, ispart, bound, parents, options, comment = c[:10]
+        relkind, persistence, rls, force, partkey, ispart, bound, parents, options, comment, replident = c[:11]
         attrs = {
             "kind": _RELKIND[relkind],
             "persistence": "unlogged" if persistence == "u" else "permanent",
@@ -632,21 +812,22 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
             "row_security": rls,
             "force_row_security": force,
             "options": sorted(options or []),
+            "replica_identity": _REPLICA_IDENTITY.get(replident, replident),
             "comment": comment,
         }
         if with_grants:
-            attrs["owner"], attrs["grants"] = c[10], sorted(c[11] or [])
+            attrs["owner"], attrs["grants"] = c[11], sorted(c[12] or [])
         return _obj("table", key[0], key[1], attrs, {"oid": oid, "columns": table_columns.get(key, [])})
 
     objects["table"] = tables = Lazy(build_table)
     for row in rows(Q_TABLES):
-        oid, nsp, name, relkind, persistence, rls, force, partkey, ispart, bound, parents, options, owner, acl, comment = row
-        compare = (relkind, persistence, rls, force, partkey, ispart, bound, parents, options, comment)
+        oid, nsp, name, relkind, persistence, rls, force, partkey, ispart, bound, parents, options, owner, acl, comment, replident = row
+        compare = (relkind, persistence, rls, force, partkey, ispart, bound, parents, options, comment, replident)
         tables.rows[(nsp, name)] = (compare + ((owner, acl) if with_grants else ()), oid)
 
     def build_column(key: tuple, c: tuple, extra: tuple) -> dict:
-        typ, notnull, default, identity, generated, collation, comment = c[:7]
-        table, name, attnum, relid = extra
+        typ, notnull, default, identity, generated, collation, comment, identity_options, storage, stattarget, compression = c[:11]
+        table, name, attnum, relid, type_storage = extra
         attrs = {
             "type": typ,
             "nullable": not notnull,
@@ -655,17 +836,24 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
             "generated": default if generated == "s" else None,
             "collation": collation,
             "comment": comment,
+            "identity_options": identity_options,
+            "storage": _STORAGE.get(storage, storage),
+            "statistics_target": stattarget,
+            "compression": _COMPRESSION.get(compression, compression),
         }
-        rest = list(c[7:])
+        rest = list(c[11:])
         if check_column_order:
             attrs["position"] = rest.pop(0)
         if with_grants:
             attrs["grants"] = sorted(rest.pop(0) or [])
-        return _obj("column", key[0], key[1], attrs, {"table": table, "column": name, "attnum": attnum, "relid": relid})
+        info = {"table": table, "column": name, "attnum": attnum, "relid": relid, "type_storage": _STORAGE.get(type_storage)}
+        return _obj("column", key[0], key[1], attrs, info)
 
+    identity_options = {(nsp, f"{table}.{col}"): opts for nsp, table, col, opts in rows(Q_IDENTITY)}
     objects["column"] = columns = Lazy(build_column)
     for row in rows(Q_COLUMNS):
-        nsp, table, name, attnum, typ, notnull, default, identity, generated, collation, local, comment, acl, relid = row
+        nsp, table, name, attnum, typ, notnull, default, identity, generated, collation, local, comment, acl, relid = row[:14]
+        storage, stattarget, compression, type_storage = row[14:]
         if (nsp, table) not in tables.rows:
             continue  # a table that belongs to an extension
         names = table_columns.setdefault((nsp, table), [])
@@ -676,45 +864,52 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
             default = Raw(default)  # a generation expression reads columns: deparsed only when it differs
         else:
             default = normalized_definition(default)  # as printed after a restore (see pg_reprint)
-        compare = (typ, notnull, default, identity, generated, collation, comment)
+        key = (nsp, f"{table}.{name}")
+        compare = (typ, notnull, default, identity, generated, collation, comment, identity_options.get(key) if identity else None,
+                   storage, stattarget, compression)  # fmt: skip
         if check_column_order:
             compare += (len(names),)
         if with_grants:
             compare += (acl,)
-        columns.rows[(nsp, f"{table}.{name}")] = (compare, (table, name, attnum, relid))
+        columns.rows[key] = (compare, (table, name, attnum, relid, type_storage))
 
     def build_constraint(key: tuple, c: tuple, extra: tuple) -> dict:
-        contype, raw, deferrable, deferred, validated, comment, ref = c
+        contype, raw, deferrable, deferred, validated, comment, ref, index_valid = c
         table, name, oid = extra
         attrs = {"type": _CONTYPE[contype], "definition": Raw(f"{ref}|{raw}"), "deferrable": deferrable,
                  "initially_deferred": deferred, "validated": validated, "comment": comment}  # fmt: skip
+        if index_valid is False:
+            attrs["index_valid"] = False  # a constraint's index still being built on the partitions (ALTER TABLE ONLY ... ADD)
         return _obj(
             "constraint", key[0], key[1], attrs, {"table": table, "constraint": name, "contype": contype, "references": ref, "oid": oid}
         )
 
     objects["constraint"] = constraints = Lazy(build_constraint)
-    for nsp, table, name, contype, raw, deferrable, deferred, validated, comment, ref, oid in rows(Q_CONSTRAINTS):
+    for nsp, table, name, contype, raw, deferrable, deferred, validated, comment, ref, oid, index_valid in rows(Q_CONSTRAINTS):
         if (nsp, table) in tables.rows:
             raw = _positionless(raw)
-            constraints.rows[(nsp, f"{table}.{name}")] = ((contype, raw, deferrable, deferred, validated, comment, ref), (table, name, oid))
+            compare = (contype, raw, deferrable, deferred, validated, comment, ref, index_valid)
+            constraints.rows[(nsp, f"{table}.{name}")] = (compare, (table, name, oid))
 
-    for oid, nsp, name, relkind, action, comment, owner, acl, deps, options in rows(Q_VIEWS):
+    for oid, nsp, name, relkind, action, comment, owner, acl, deps, options, vcols, vcomments in rows(Q_VIEWS):
         kind = "view" if relkind == "v" else "materialized_view"
-        attrs = {"definition": Raw(action), "options": sorted(options or []), "comment": comment}
+        attrs = {"definition": Raw(action), "options": sorted(options or []), "columns": list(vcols or []),
+                 "column_comments": dict(vcomments or {}), "comment": comment}  # fmt: skip
         _owner_attrs(attrs, owner, acl, with_grants)
         _add(objects, _obj(kind, nsp, name, attrs, {"oid": oid, "depends_on": sorted(deps or [])}))
 
-    def build_index(key: tuple, c: tuple, oid: int) -> dict:
-        table, method, unique, predicate, keys, comment = c
+    def build_index(key: tuple, c: tuple, extra: tuple) -> dict:
+        table, method, unique, predicate, keys, comment, valid, attached_to = c
+        relkind, oid = extra
         attrs = {"table": table, "method": method, "unique": unique, "keys": Raw(keys), "predicate": Raw(predicate) if predicate else None,
-                 "comment": comment}  # fmt: skip
-        return _obj("index", key[0], key[1], attrs, {"table": table, "oid": oid})
+                 "valid": valid, "attached_to": attached_to, "comment": comment}  # fmt: skip
+        return _obj("index", key[0], key[1], attrs, {"table": table, "oid": oid, "partitioned": relkind == "p"})
 
     objects["index"] = indexes = Lazy(build_index)
-    for nsp, name, table, method, unique, predicate, keys, comment, oid in rows(Q_INDEXES):
+    for nsp, name, table, method, unique, predicate, keys, comment, oid, valid, relkind, attached_to in rows(Q_INDEXES):
         if (nsp, table) in tables.rows or (nsp, table) in objects["materialized_view"]:
             predicate, keys = _positionless(predicate), _positionless(keys)
-            indexes.rows[(nsp, name)] = ((table, method, unique, predicate, keys, comment), oid)
+            indexes.rows[(nsp, name)] = ((table, method, unique, predicate, keys, comment, valid, attached_to), (relkind, oid))
 
     for nsp, table, name, definition, enabled, comment in rows(Q_TRIGGERS):
         if (nsp, table) not in tables.rows:
@@ -728,7 +923,40 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
         definition = f"FOR {attrs['command']} TO {', '.join(attrs['roles'])}"
         _add(objects, _obj("policy", nsp, f"{table}.{name}", attrs, {"table": table, "policy": name, "definition": definition}))
 
+    _collect_rules_and_statistics(objects, rows)
+    _collect_collations_ranges_and_text_search(objects, rows)
     snap = {"objects": objects, "schemas": p["schemas"], "counts": {k: len(v) for k, v in objects.items() if v}}
+    snap["column_dependents"] = deps = {}
+    for nsp, table, col, dependent in rows(Q_COLUMN_DEPENDENTS):
+        deps.setdefault((nsp, f"{table}.{col}"), []).append(dependent)
+    snap["not_compared"] = not_compared = {}
+    for kind, name in rows(Q_NOT_COMPARED):
+        not_compared.setdefault(kind, []).append(name)
     if with_grants:
         snap["acl_defaults"] = {(k, role): acl or [] for k, role, acl in rows(Q_ACL_DEFAULTS)}
     return snap
+
+
+def _collect_collations_ranges_and_text_search(objects: dict, rows: Any) -> None:
+    for nsp, name, provider, deterministic, collate, ctype, icu, comment in rows(Q_COLLATIONS):
+        provider = {"i": "icu", "c": "libc", "d": "default"}.get(provider, provider)
+        attrs = {"provider": provider, "deterministic": deterministic, "locale": icu if provider == "icu" else None,
+                 "lc_collate": collate if provider != "icu" else None, "lc_ctype": ctype if provider != "icu" else None,
+                 "comment": comment}  # fmt: skip
+        _add(objects, _obj("collation", nsp, name, attrs, {"definition": f"COLLATION ({provider})"}))
+    for nsp, name, parser, mappings, comment in rows(Q_TS_CONFIGS):
+        attrs = {"parser": parser, "mappings": list(mappings or []), "comment": comment}
+        _add(objects, _obj("text_search_configuration", nsp, name, attrs, {"definition": f"PARSER = {parser}"}))
+    for nsp, name, subtype, opclass, collation, canonical, subdiff, multirange, comment in rows(Q_RANGES):
+        attrs = {"subtype": subtype, "subtype_opclass": opclass, "collation": collation, "canonical": canonical,
+                 "subtype_diff": subdiff, "multirange": multirange, "comment": comment}  # fmt: skip
+        _add(objects, _obj("range_type", nsp, name, attrs, {"definition": f"RANGE ({subtype})"}))
+
+
+def _collect_rules_and_statistics(objects: dict, rows: Any) -> None:
+    for nsp, table, name, definition, enabled, comment in rows(Q_RULES):
+        attrs = {"definition": definition, "enabled": _TRIGGER_ENABLED.get(enabled, enabled), "comment": comment}
+        _add(objects, _obj("rule", nsp, f"{table}.{name}", attrs, {"table": table, "rule": name, "definition": definition}))
+    for nsp, name, definition, target, comment, tnsp, table in rows(Q_STATISTICS):
+        attrs = {"definition": definition, "statistics_target": target, "comment": comment}
+        _add(objects, _obj("statistics", nsp, name, attrs, {"definition": definition, "table": (tnsp, table)}))

@@ -48,6 +48,7 @@ from ansible_collections.dualboot.db.plugins.module_utils.pg_backup import (
     tool_env,
 )
 from ansible_collections.dualboot.db.plugins.module_utils.pg_drift import measure_rows, take_marker
+from ansible_collections.dualboot.db.plugins.module_utils.pg_privileges import Entry, method_needs, needs, refuse, role
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect
 
 try:
@@ -80,11 +81,23 @@ def _source_facts(source: PgConnection) -> dict:
         cur = c.cursor()
         props = database_properties(cur)
         props["identity"] = _server_identity(cur)
-        cur.execute(
-            "SELECT current_setting('data_directory', true), current_setting('config_file', true), current_setting('hba_file', true)"
-        )
-        props["data_directory"], props["config_file"], props["hba_file"] = cur.fetchone()
+        props["role"] = role(cur)
+        # CREATE DATABASE ... TEMPLATE copies a database marked as a template, or one the role owns (or any, for a superuser).
+        cur.execute("SELECT datistemplate OR pg_has_role(datdba, 'USAGE') FROM pg_database WHERE datname = current_database()")
+        props["may_template"] = props["role"].superuser or cur.fetchone()[0]
     return props
+
+
+def _server_files(source: PgConnection, src: dict) -> None:
+    """Where the source keeps its files (method physical only: reading them needs pg_read_all_settings)."""
+    r = src["role"]
+    if not r.superuser and not (r.replication and r.read_all_settings):
+        entry = Entry(source)
+        raise refuse("copy method physical", method_needs("physical", entry, entry))
+    with connect(source, autocommit=True) as c:
+        cur = c.cursor()
+        cur.execute("SELECT current_setting('data_directory'), current_setting('config_file'), current_setting('hba_file')")
+        src["data_directory"], src["config_file"], src["hba_file"] = cur.fetchone()
 
 
 def clone(
@@ -134,7 +147,8 @@ def clone(
         )
     build.inspect()
     warnings = check_protection(target, build.sysid, build.exists, None, boot_record, force, "clone over")
-    chosen, reason = _choose(method, same_server, build.maint, source.dbname)
+    chosen, reason = _choose(method, same_server, build.maint, source.dbname, src)
+    _require_privileges(source, target, maintenance_db, chosen, no_owner)
     major = max(src["server_version_num"], build.server_version_num) // 10000
     if src["server_version_num"] // 10000 > build.server_version_num // 10000:
         raise InvalidInput(
@@ -206,13 +220,32 @@ def clone(
     }
 
 
-def _choose(method: str, same_server: bool, maint: PgConnection, source_db: str) -> tuple[str, str]:
+def _require_privileges(source: PgConnection, target: PgConnection, maintenance_db: str, method: str, no_owner: bool) -> None:
+    """Name every privilege the copy lacks (read the source, create and own the target) before creating anything."""
+    src, tgt = Entry(source, maintenance_db=source.dbname), Entry(target, maintenance_db)
+    if src.role.superuser and tgt.role.superuser:
+        return
+    missing = needs("stage", src, tgt, method, no_owner)
+    if missing:
+        raise refuse(f"the copy ({method})", missing)
+
+
+def _choose(method: str, same_server: bool, maint: PgConnection, source_db: str, src: dict) -> tuple[str, str]:
     if method == "template":
         if not same_server:
             raise InvalidInput("method template needs source and target on the same server.", hint="use method: auto or dump_restore.")
+        if not src["may_template"]:
+            entry = Entry(maint.with_db(source_db))
+            raise refuse("copy method template", method_needs("template", entry, entry))
         return "template", "asked for"
     if method != "auto":
         return method, "asked for"
+    if same_server and not src["may_template"]:
+        return (
+            CROSS_SERVER_METHOD,
+            f"same server, but the login role {src['role'].name} neither owns the source database nor is it a template, and "
+            f"CREATE DATABASE ... TEMPLATE needs one of them (or a superuser); {CROSS_SERVER_METHOD} copies from a snapshot instead.",
+        )
     if same_server:
         with connect(maint, autocommit=True) as c:
             busy = other_sessions(c.cursor(), source_db)
@@ -680,6 +713,7 @@ def _physical(
     started: float,
     reason: str,
 ) -> dict:
+    _server_files(source, src)
     data_dir = opts.get("target_data_dir")
     os_user = opts.get("os_user") or "postgres"
     settings = dict(opts.get("target_settings") or {})

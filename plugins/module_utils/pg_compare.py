@@ -41,6 +41,7 @@ from decimal import Decimal
 from typing import Any
 
 from ansible_collections.dualboot.db.plugins.module_utils.errors import IntegrityError, InvalidInput, OperationFailed
+from ansible_collections.dualboot.db.plugins.module_utils.pg_privileges import explain, is_privilege_error
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect, from_params
 
 try:
@@ -552,6 +553,8 @@ def compare(
         dst = _Side(target)
         return _compare(src, dst, schemas, tables, exclude, mappings, assertions, chunk_rows, show_rows, fail_on_mismatch, started)
     except PsycopgError as exc:
+        if is_privilege_error(exc):
+            raise explain(exc, source.user, "comparing data") from None
         raise OperationFailed(
             f"data comparison failed: {str(exc).strip()}", hint="check that both entries are reachable and readable by the login role."
         ) from None

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ansible_collections.dualboot.db.plugins.module_utils.errors import InvalidInput, OperationFailed
+from ansible_collections.dualboot.db.plugins.module_utils.pg_privileges import Entry, freeze_needs, refuse
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect, from_params
 
 try:
@@ -197,6 +198,13 @@ def _unguard_sql(nsp: str, name: str) -> Any:
     return sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(TRIGGER), sql.Identifier(nsp, name))
 
 
+def _require_privileges(conn: PgConnection, terminate: bool, what: str) -> None:
+    """Name every privilege freeze/thaw lacks before changing anything (owner-level freeze needs no superuser)."""
+    missing = freeze_needs(Entry(conn, maintenance_db=conn.dbname), terminate)
+    if missing:
+        raise refuse(what, missing)
+
+
 def _view(state: dict) -> dict:
     return {
         "frozen": state["guard_exists"],
@@ -217,6 +225,8 @@ def freeze(conn: PgConnection, wait_timeout: float, terminate: bool, check_mode:
         needs_guard = not before["guard_exists"]
         to_guard = before["tables"]
         changed = needs_setting or needs_guard or bool(to_guard)
+        if changed:
+            _require_privileges(conn, terminate, "freeze")
         result: dict = {
             "changed": changed,
             "state": "frozen",
@@ -303,6 +313,7 @@ def thaw(conn: PgConnection, wait_timeout: float, terminate: bool, check_mode: b
             result["diff"] = {"before": _view(before), "after": _view(before)}
             result["seconds"] = round(time.monotonic() - started, 3)
             return result
+        _require_privileges(conn, terminate, "thaw")
         record = before["record"] or {}
         restore = record.get("previous_default_transaction_read_only")
         if check_mode:

@@ -24,6 +24,7 @@ from typing import Any
 
 from ansible_collections.dualboot.db.plugins.module_utils.boot_record import default_entry, load_record, same_postgresql_database
 from ansible_collections.dualboot.db.plugins.module_utils.errors import IntegrityError, InvalidInput, OperationFailed, SafetyRefusal
+from ansible_collections.dualboot.db.plugins.module_utils.pg_privileges import explain
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect
 
 try:
@@ -510,6 +511,8 @@ def _failure(m: Migration, st: Statement, index: int, total: int, exc: Any, comm
     left = left or []
     state = _failure_state(m, committed, left)
     hint = diag.message_hint or "fix the migration and run the task again."
+    if diag.sqlstate == "42501":
+        hint = explain(exc).hint
     if left:
         hint = (
             f"drop what the failed statement left ({_drop_hint(left)}) — a re-run's CREATE INDEX ... IF NOT EXISTS would skip"

@@ -339,7 +339,8 @@ def _source_checks(d: _Db, name: str, replica_identity_full: list[str]) -> tuple
     if not role["superuser"] and not role["replication"]:
         problems.append(
             f"role {role['name']} may not open replication connections to the default entry: "
-            f"ALTER ROLE {role['name']} REPLICATION (or connect as a role that has it)."
+            f"ALTER ROLE {role['name']} REPLICATION (on RDS/Aurora: GRANT rds_replication TO {role['name']}), or connect as a "
+            "role that has it."
         )
     tabs = tables(d)
     facts["tables"] = len(tabs)
@@ -350,7 +351,7 @@ def _source_checks(d: _Db, name: str, replica_identity_full: list[str]) -> tuple
             problems.append(
                 f"role {role['name']} does not own {len(foreign)} table(s) ({', '.join(foreign[:10])}"
                 f"{', ...' if len(foreign) > 10 else ''}): a publication can only list tables its creator owns. "
-                "Connect as their owner or a superuser."
+                f"Connect as their owner or a superuser, or GRANT <their owner> TO {role['name']}."
             )
     unlogged = [t["name"] for t in tabs if t["persistence"] == "u"]
     if unlogged:
@@ -419,7 +420,8 @@ def _target_checks(d: _Db) -> tuple[list[str], list[str], dict]:
     if not role["superuser"]:
         problems.append(
             f"role {role['name']} is not a superuser on the staged entry's server: PostgreSQL 15 lets only superusers create "
-            "subscriptions. Connect the staged entry as a superuser."
+            "subscriptions (16 adds pg_create_subscription, which dualboot.db does not support yet). Connect the staged entry as "
+            "a superuser, or use the copy-based stage (dualboot_stage_method: copy), which needs none (docs/privileges.md)."
         )
     used = d.one("SELECT count(*) FROM pg_stat_subscription")
     if int(s["max_logical_replication_workers"]) - used < 2:
@@ -554,6 +556,10 @@ COPY_ALTERNATIVE = (
 )
 
 
+# Table attributes (as the schema diff names them) a migration may change on a replicated table.
+_TABLE_ATTRIBUTES_A_STREAM_CARRIES = ("comment", "options", "row_security", "force_row_security", "replica_identity")
+
+
 def classify(changes: list[dict], replicated: set[str], ri_before: dict, ri_after: dict) -> tuple[list[str], list[str]]:
     """(refused, cautions) for the diff records of a migration against the replicated tables."""
     refused: list[str] = []
@@ -574,7 +580,7 @@ def classify(changes: list[dict], replicated: set[str], ri_before: dict, ri_afte
         if r["kind"] == "table":
             if r["change"] == "removed":
                 refused.append(f"table {t} is dropped or renamed, but the default entry keeps writing it")
-            elif r["change"] == "modified" and r["attribute"] not in ("comment", "options", "rls", "force_rls"):
+            elif r["change"] == "modified" and r["attribute"] not in _TABLE_ATTRIBUTES_A_STREAM_CARRIES:
                 refused.append(f"table {t} changes {r['attribute']} ({r['before']} -> {r['after']})")
         elif r["kind"] == "column":
             if r["change"] == "removed":

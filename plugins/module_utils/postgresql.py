@@ -165,6 +165,8 @@ def _hint_for(text: str, conn: PgConnection) -> str:
         return f"create database {conn.dbname!r} or correct login_db."
     if "role" in lowered and "does not exist" in lowered:
         return f"create role {conn.user!r} or correct login_user."
+    if "permission denied for database" in lowered or "connect privilege" in lowered:
+        return f"have the database's owner run GRANT CONNECT ON DATABASE {conn.dbname} TO {conn.user} (docs/privileges.md)."
     if "no pg_hba.conf entry" in lowered:
         return "allow this client in the server's pg_hba.conf, or connect from a host it allows."
     if "connection refused" in lowered or "could not connect" in lowered or "timeout" in lowered:

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.dualboot.db.plugins.module_utils.errors import DualbootError, MissingDependency
+from ansible_collections.dualboot.db.plugins.module_utils.pg_privileges import explain, is_privilege_error
 
 
 def require(module: Any, library: str, import_error: str | None) -> None:
@@ -39,22 +40,31 @@ def run(module: Any, func: Callable[..., dict], *args: Any, **kwargs: Any) -> No
     """Run ``func`` and exit the module with its result dict.
 
     The result's ``diff`` is kept only when the user asked for ``--diff``. A ``DualbootError`` ends
-    the task with its message, hint and details; anything else is a bug and keeps its traceback.
-    Library results report notes in ``warnings``; they reach the user as Ansible warnings.
+    the task with its message, hint and details; so does a privilege error of the server (SQLSTATE
+    42501) that a step did not foresee: the user can cause it, so it names the GRANT. Anything else
+    is a bug and keeps its traceback. Library results report notes in ``warnings``; they reach the
+    user as Ansible warnings.
     """
     try:
         result = func(*args, **kwargs)
     except MissingDependency as exc:
         module.fail_json(msg=str(exc), error="MissingDependency", **exc.details)
     except DualbootError as exc:
-        fail = {"msg": str(exc), "error": type(exc).__name__}
-        if exc.hint:
-            fail["hint"] = exc.hint
-        fail.update(exc.details)
-        _exit(module, module.fail_json, fail)
+        _fail(module, exc)
     except Exception as exc:  # noqa: BLE001 - the boundary reports unexpected errors with their traceback
-        module.fail_json(msg=f"unexpected error: {type(exc).__name__}: {exc}", exception=traceback.format_exc())
+        if is_privilege_error(exc):
+            _fail(module, explain(exc, module.params.get("login_user")))
+        else:
+            module.fail_json(msg=f"unexpected error: {type(exc).__name__}: {exc}", exception=traceback.format_exc())
     else:
         if not module._diff:
             result.pop("diff", None)
         _exit(module, module.exit_json, result)
+
+
+def _fail(module: Any, exc: DualbootError) -> None:
+    fail = {"msg": str(exc), "error": type(exc).__name__}
+    if exc.hint:
+        fail["hint"] = exc.hint
+    fail.update(exc.details)
+    _exit(module, module.fail_json, fail)

@@ -22,8 +22,12 @@ description:
     message (exclude them and use mongodump).
   - The backup is built in a sibling directory and moved to O(path) only when complete, so a failed run never
     leaves a half backup at O(path). Directories are created 0700, files 0600.
-  - Each collection is read by its own cursor; the backup is not a point-in-time snapshot across collections.
-    Freeze the source first (see the cutover role) when that matters.
+  - Each collection is read by one plain cursor - not a snapshot read and not point-in-time across collections. A write
+    during the dump may or may not be in it; on MongoDB a document moved during the read may be missed or read twice
+    (then the restore fails on the duplicate key). The RV(marker) describes exactly what was read, so
+    M(dualboot.db.mongodb_drift) against it reports every write the backup does not hold.
+  - Collects, during the same read, the drift marker - per collection the document count and content hash - in the
+    manifest and in RV(marker).
 author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.mongodb
@@ -113,6 +117,13 @@ collections:
   returned: always
   type: list
   elements: dict
+marker:
+  description:
+    - The drift marker of the dump (also in the manifest) - C(kind) (C(mongodb-fingerprint)), C(database), C(server),
+      C(hosts), C(taken_at), C(source), C(collections) (per collection C(documents) and C(content_hash)), C(scope) when
+      O(collections) or O(exclude_collections) filtered the dump. Give it to M(dualboot.db.mongodb_drift).
+  returned: success and not check mode
+  type: dict
 documents:
   description: Documents written.
   returned: success and not check mode

@@ -11,20 +11,24 @@ version_added: "0.1.0"
 description:
   - Reads a backup written by M(dualboot.db.mongodb_backup) or by C(mongodump) (plain or C(--gzip) directory
     layout) and restores it into O(database).
-  - Before anything is written the backup is verified - against its manifest (sha256 and size of every file)
-    when it has one, else by checking the BSON framing of every document - and every metadata file is parsed.
-    A truncated document or invalid Extended JSON ends the task before the target is touched.
+  - Before anything is written the backup is verified - against its manifest (sha256 and size of every file, count
+    and content hash of every collection) when it has one, else by checking the BSON framing of every document -
+    and every metadata file is parsed. A truncated document or invalid Extended JSON ends the task before the target is touched.
   - Documents travel as raw BSON (never decoded); collections are restored in parallel (O(jobs)), each with
     O(insertion_workers) parallel unordered inserts in batches of at most O(batch_bytes). Document validation
     is bypassed while loading, as mongorestore does.
   - Collection options, indexes and views are recreated. Options, indexes or views the target server refuses
     or silently drops (for example validators, TTL and partial indexes on FerretDB) are listed in RV(unsupported)
     and in a warning, never dropped silently.
-  - Where the server can rename collections across databases (MongoDB), the restore is built in a temporary
-    staging database and each collection is renamed into O(database) only when everything succeeded, so a
-    failed restore never leaves a half database under the target name. Where it cannot (FerretDB), the
-    restore writes into O(database) directly, which is allowed only when it is empty or O(replace=true); on
-    failure what was written is dropped again. RV(method) and RV(how) say which way was taken.
+  - Every collection is restored under a temporary name (C(dualboot_new_<token>_<n>)) in O(database) and renamed to its
+    own name only when all of them are complete, on every server (MongoDB and FerretDB alike rename within a database).
+    The collections of a replaced target stay untouched until then - a failed or killed restore, even a server that
+    dies mid-restore, leaves the old content complete; the temporary collections are dropped on failure, or by the
+    next restore when the server was gone. Only the swap itself (renames, milliseconds per collection) replaces the
+    old collections; if it is interrupted, the old ones are kept as C(dualboot_old_<token>_<n>) and the next restore
+    refuses until they are looked at.
+  - Before any write, the count and content hash of every collection's documents are checked against the manifest
+    (in the same read as the file checksums); a mismatch is reported as a content hash mismatch.
   - Refuses a target that already holds collections unless O(replace=true), and refuses the default entry of
     O(boot_record) unless O(force=true).
 author: dualboot.db contributors (@dualboot-db)
@@ -73,8 +77,8 @@ options:
     default: 4194304
   replace:
     description:
-      - Allow a target database that already holds collections; its content is dropped and replaced (after the
-        staging database is complete where the server allows staging).
+      - Allow a target database that already holds collections; its content is replaced, and the old collections are
+        dropped only after every new one is complete (see the description).
     type: bool
     default: false
   boot_record:
@@ -112,23 +116,24 @@ database:
   returned: always
   type: str
 method:
-  description: C(staging-rename) (built in a staging database, then renamed) or C(in-place).
+  description: C(swap) - restored under temporary names, then renamed into place.
   returned: success and not check mode
   type: str
 how:
   description: One sentence saying what was done, for people.
   returned: success and not check mode
   type: str
-staging_database:
-  description: The temporary database used by C(staging-rename) (dropped at the end).
+incomplete_dropped:
+  description: Temporary collections of an earlier, killed restore that this one dropped first.
   returned: success and not check mode
-  type: str
+  type: list
+  elements: str
 verified:
   description: How the backup was checked before the restore (C(method), C(files_checked), C(documents), C(seconds)).
   returned: always
   type: dict
 replaces:
-  description: Collections the target held before (dropped because O(replace=true)).
+  description: Collections the target held before (replaced, and dropped after the swap, because O(replace=true)).
   returned: always
   type: list
   elements: str

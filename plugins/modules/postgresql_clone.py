@@ -112,8 +112,13 @@ notes:
   - C(source.login_db) (or O(login_db)) is the database to copy; C(target.login_db) the staged entry's database. For
     C(physical) the whole cluster is copied and the target database has the source's name.
   - C(physical) needs a source whose configuration files live in its data directory, a replication connection
-    (C(REPLICATION) role, C(pg_hba.conf) entry) and runs on the host of the new cluster.
-  - The login role needs C(CREATEDB) on the target server; C(template) also needs to be allowed to read the source.
+    (C(REPLICATION) role, C(pg_hba.conf) entry), the privileges of C(pg_read_all_settings) (or superuser) and runs on
+    the host of the new cluster. Managed services (RDS, Cloud SQL, Azure) allow no physical copy.
+  - A login role that is not a superuser is checked before anything is created (as M(dualboot.db.postgresql_preflight)
+    with C(step=stage) does) - C(SELECT) on every table and sequence of the source, C(CREATEDB) on the target server,
+    ownership of an existing target, membership in the source database's owner role unless O(no_owner) - and the task
+    fails naming each missing privilege with its GRANT. C(template) needs the source owned by the login role or marked
+    as a template; C(auto) copies with C(stream) instead when it is neither, and says so in RV(method_reason).
 seealso:
   - module: dualboot.db.postgresql_migrate
   - module: dualboot.db.postgresql_drift

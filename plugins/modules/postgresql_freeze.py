@@ -56,7 +56,8 @@ options:
     default: false
 notes:
   - The login role must own the database and its tables (or be superuser), to change the database setting and to create
-    and drop triggers.
+    and drop triggers, and have the privileges of C(pg_read_all_stats) to see other roles' sessions. A login role that is
+    not a superuser is checked before anything changes; the task fails naming each missing privilege with its GRANT.
   - A session can still switch itself to read-write with C(SET default_transaction_read_only = off); the table triggers
     refuse its writes all the same. Freeze does not stop DDL in sessions that were open before it, and tables created
     while frozen have no guard until freeze runs again.

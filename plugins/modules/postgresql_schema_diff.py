@@ -12,10 +12,16 @@ description:
   - Reads the schema of the O(source) database (the default entry) and of the O(target) database (the staged entry),
     each in one C(REPEATABLE READ READ ONLY) transaction with one catalog query per object kind, and reports every
     difference as a change record C({kind, schema, name, change, attribute, before, after, hazards}).
-  - Covers schemas, tables (partitioned, unlogged, inheritance), columns (type, default, nullability, identity,
-    generated, collation, optionally order), primary key, unique, foreign key, check and exclusion constraints,
-    indexes, views, materialized views, sequences, functions and procedures, triggers, enums, domains, composite
-    types, extensions, row level security and policies, comments; owners and grants with O(include_owners_and_grants).
+  - Covers schemas, tables (partitioned, unlogged, inheritance, replica identity), columns (type, default,
+    nullability, identity and its sequence options, generated, collation, storage, statistics target, compression,
+    optionally order), primary key, unique, foreign key, check and exclusion constraints, indexes (with their
+    validity, and the indexes of partitions), views (with column names and comments), materialized views,
+    sequences, functions and procedures, triggers, rules, extended statistics, enums, domains, composite types,
+    extensions, row level security and policies, comments; owners and grants with O(include_owners_and_grants).
+  - Kinds it does not model (aggregate definitions, operators, collations, text search configurations, range types,
+    default privileges, event triggers, defaults set only on a partition, and others) are listed in RV(not_compared)
+    when either database has any; they are never skipped silently.
+  - An index left INVALID by a failed concurrent build differs from a valid one and fails an O(expect) that names it.
   - The C(dualboot) schema, system schemas and objects that belong to extensions are left out.
   - Suggests forward SQL (source to target) in dependency order. Changes SQL cannot express safely become
     C(-- review by hand) comments.
@@ -156,9 +162,17 @@ possible_renames:
   type: list
   elements: dict
   sample: [{kind: column, schema: public, table: users, before: user_name, after: full_name}]
+not_compared:
+  description: Kinds of objects present in either database that the diff does not model, with their count on each side,
+    their names (those on one side only first, at most 20) and whether both sides have the same names.
+    RV(identical) covers the compared kinds only.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{kind: aggregate, source: 1, target: 1, names: [public.total_len(text)], same_names: true}]
 hazards:
   description: Number of changes per hazard (deletes_data, rewrites_table, access_exclusive_lock, builds_index,
-    may_fail_on_existing_data, breaks_dependents); hazards with no change are left out.
+    may_fail_on_existing_data, breaks_dependents, invalid_index); hazards with no change are left out.
   returned: always
   type: dict
   sample: {deletes_data: 1, access_exclusive_lock: 2}

@@ -251,6 +251,63 @@ class PgCluster(_Server):
         self._run(self.bin / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "-m", "fast", "restart")
 
 
+# What managed services (RDS/Aurora, Cloud SQL, Azure) give their owner role: no superuser, no file
+# access; REPLICATION stands in for their logical-replication grant (rds_replication, ...).
+MANAGED_ATTRIBUTES = ("CREATEDB", "CREATEROLE", "REPLICATION")
+MANAGED_ROLES = ("pg_signal_backend", "pg_read_all_stats", "pg_monitor")
+
+
+class ManagedLogin(_Server):
+    """A login role on ``server`` with the managed-service profile, minus the privileges in ``without``
+    (attribute names or predefined roles). It owns what it creates; :meth:`drop` removes it and its databases."""
+
+    external = False
+
+    def __init__(self, server: _Server, without: tuple = (), like: ManagedLogin | None = None) -> None:
+        import psycopg
+        from psycopg import sql
+
+        self.server = server
+        self.host, self.port = server.host, server.port
+        # ``like``: the same role (name and password) on another server, as a service's master user is on each instance.
+        self.user = like.user if like else f"managed_{uuid.uuid4().hex[:8]}"
+        self.password = like.password if like else secrets.token_urlsafe(12)
+        self.name = f"{server.name}-managed"
+        attrs = [a if a not in without else f"NO{a}" for a in MANAGED_ATTRIBUTES]
+        with psycopg.connect(server.uri(), autocommit=True) as c:
+            c.execute(
+                sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER PASSWORD {} " + " ".join(attrs)).format(
+                    sql.Identifier(self.user), sql.Literal(self.password)
+                )
+            )
+            for r in MANAGED_ROLES:
+                if r not in without:
+                    c.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(r), sql.Identifier(self.user)))
+
+    def admin(self, statement: str) -> None:
+        """Run ``statement`` as the server's superuser (what the service's admin console would do); {role} is this login."""
+        import psycopg
+
+        with psycopg.connect(self.server.uri(), autocommit=True) as c:
+            c.execute(statement.replace("{role}", f'"{self.user}"'))
+
+    def drop(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        owned = [
+            r[0]
+            for r in psycopg.connect(self.server.uri(), autocommit=True)
+            .execute("SELECT datname FROM pg_database WHERE pg_get_userbyid(datdba) = %s", (self.user,))
+            .fetchall()
+        ]
+        for db in owned:
+            self.server.drop_database(db)
+        with psycopg.connect(self.server.uri(), autocommit=True) as c:
+            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(self.user)))
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(self.user)))
+
+
 class ExternalPg(_Server):
     """A server given by DUALBOOT_TEST_PG_URI (a superuser connection)."""
 

@@ -182,7 +182,7 @@ def test_validators_ttl_partial_indexes_and_views_on_mongodb(mongo, mongo_db, st
     view = next(c for c in b["collections"] if c["name"] == "frequent")
     assert view["type"] == "view" and "data_file" not in view
     r = md.restore(conn, md.RestoreRequest(path=str(tmp_path / "bk"), database=staged.name))
-    assert r["method"] == "staging-rename" and r["unsupported"] == [] and r["views"] == ["frequent"]
+    assert r["method"] == "swap" and r["unsupported"] == [] and r["views"] == ["frequent"]
     assert ms.schema_diff(conn, conn, mongo_db.name, staged.name, expect=[])["identical"]
     staged.command("collMod", "sessions", validationLevel="strict", validator={"$jsonSchema": {"required": ["at", "n"]}})
     staged.sessions.drop_index("n_1")

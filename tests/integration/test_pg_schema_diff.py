@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.dualboot.db.plugins.module_utils import pg_diff
-from ansible_collections.dualboot.db.plugins.module_utils.errors import InvalidInput
+from ansible_collections.dualboot.db.plugins.module_utils.errors import IntegrityError, InvalidInput
 
 USERS = "CREATE TABLE users (user_id serial PRIMARY KEY, user_name varchar(255), creation_date timestamp);"
 R1 = "ALTER TABLE users RENAME COLUMN user_name TO full_name; ALTER TABLE users ALTER COLUMN full_name TYPE text;"
@@ -184,3 +184,111 @@ def test_wrong_password_and_bad_matcher_fail_clearly(pg, pair, run_module):
     assert "wrong-password" not in r.output
     with pytest.raises(InvalidInput, match="nmae"):
         pg_diff.compare_schemas(a.conn, b.conn, expect=[{"kind": "column", "nmae": "x"}])
+
+
+def _failed_unique_index(db) -> None:
+    """What a failed CREATE UNIQUE INDEX CONCURRENTLY leaves: an INVALID index (it enforces nothing)."""
+    db.execute("INSERT INTO users (user_id, user_name) VALUES (1000, 'dup'), (1001, 'dup')")
+    with db.connect() as c, pytest.raises(Exception, match="could not create unique index"):
+        c.execute("CREATE UNIQUE INDEX CONCURRENTLY users_name_key ON users (user_name)")
+
+
+def test_invalid_index_differs_and_fails_an_expect_of_it(pair):
+    a, b = pair
+    _failed_unique_index(b)
+    r = pg_diff.compare_schemas(a.conn, b.conn)
+    assert not r["identical"]
+    added = [c for c in r["changes"] if c["name"] == "users_name_key"]
+    assert added and added[0]["change"] == "added" and "invalid_index" in added[0]["hazards"]
+    assert any("INVALID" in s for s in r["summary"])
+    assert any(s.startswith("-- review by hand") and "INVALID" in s for s in r["sql"])
+    with pytest.raises(IntegrityError, match="users_name_key is INVALID") as e:
+        pg_diff.compare_schemas(a.conn, b.conn, expect=[{"kind": "index", "name": "users_name_key", "change": "added"}])
+    assert not e.value.details["expectations"]["met"]
+    # a valid copy of the same index in the source: only validity differs
+    a.execute("INSERT INTO users (user_id, user_name) VALUES (1000, 'dup'), (1001, 'dup2')")
+    a.execute("CREATE UNIQUE INDEX users_name_key ON users (user_name)")
+    r = pg_diff.compare_schemas(a.conn, b.conn)
+    assert [(c["name"], c["attribute"], c["before"], c["after"]) for c in r["changes"]] == [("users_name_key", "valid", True, False)]
+
+
+NOT_MODELLED = """
+CREATE AGGREGATE total_len(text) (SFUNC = textcat, STYPE = text, INITCOND = '');
+CREATE FUNCTION noop_eq(int, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT false';
+CREATE OPERATOR === (LEFTARG = int, RIGHTARG = text, FUNCTION = noop_eq);
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO PUBLIC;
+CREATE TABLE parted (id int, at date, note text DEFAULT 'n/a') PARTITION BY RANGE (at);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE parent (id int, note text DEFAULT 'n/a');
+CREATE TABLE child () INHERITS (parent);
+ALTER TABLE parted_1 ALTER COLUMN id SET DEFAULT 7;
+CREATE FUNCTION on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN END';
+CREATE EVENT TRIGGER dualboot_test_ddl ON ddl_command_start EXECUTE FUNCTION on_ddl();
+"""
+
+
+def test_unmodelled_kinds_are_named_not_compared(pair):
+    a, b = pair
+    b.execute(NOT_MODELLED)
+    try:
+        r = pg_diff.compare_schemas(a.conn, b.conn)
+        kinds = {n["kind"]: n for n in r["not_compared"]}
+        for kind in ("aggregate", "operator", "default_privileges", "partition_default", "event_trigger"):
+            assert kind in kinds, (kind, r["not_compared"])
+            assert kinds[kind]["source"] == 0 and kinds[kind]["target"] >= 1
+        assert kinds["partition_default"]["names"] == ["public.parted_1.id"]  # not the defaults a child got from its parent
+        assert "public.total_len(text)" in kinds["aggregate"]["names"]
+        assert pg_diff.compare_schemas(a.conn, a.conn)["not_compared"] == []
+    finally:
+        b.execute("DROP EVENT TRIGGER IF EXISTS dualboot_test_ddl")
+
+
+def _hazards(result: dict) -> dict:
+    return {(c["kind"], c["name"], c["change"], c["attribute"]): c["hazards"] for c in result["changes"]}
+
+
+def test_objects_of_a_new_table_have_no_live_table_hazards(pair):
+    a, b = pair
+    b.execute("""CREATE TABLE fresh (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n bigserial,
+      at timestamptz DEFAULT clock_timestamp(), twice bigint GENERATED ALWAYS AS (id * 2) STORED,
+      user_id int NOT NULL REFERENCES users, CHECK (n > 0), UNIQUE (user_id));
+      CREATE INDEX fresh_at ON fresh (at)""")
+    h = _hazards(pg_diff.compare_schemas(a.conn, b.conn))
+    subs = {k: v for k, v in h.items() if k[0] in ("column", "constraint", "index") and k[1].startswith("fresh")}
+    assert len(subs) >= 9 and all(v == [] for v in subs.values()), subs
+
+
+def test_enum_rename_does_not_rewrite_and_sql_renames(pg, pair):
+    a, b = pair
+    for db in (a, b):
+        db.execute("CREATE TYPE mood AS ENUM ('sad', 'happy'); CREATE TABLE person (id int, m mood)")
+    b.execute("ALTER TYPE mood RENAME VALUE 'sad' TO 'blue'")
+    r = pg_diff.compare_schemas(a.conn, b.conn)
+    assert _hazards(r)[("enum", "mood", "modified", "labels")] == []
+    assert "ALTER TYPE public.mood RENAME VALUE 'sad' TO 'blue';" in r["sql"]
+
+
+def test_breaks_dependents_only_for_columns_really_read(pair):
+    a, b = pair
+    for db in (a, b):
+        db.execute("""CREATE VIEW user_ids AS SELECT user_id FROM users;
+          CREATE FUNCTION first_name() RETURNS varchar LANGUAGE sql BEGIN ATOMIC SELECT user_name FROM users LIMIT 1; END""")
+    b.execute("ALTER TABLE users DROP COLUMN creation_date; ALTER TABLE users DROP COLUMN user_name CASCADE")
+    h = _hazards(pg_diff.compare_schemas(a.conn, b.conn))
+    assert "breaks_dependents" not in h[("column", "users.creation_date", "removed", None)]
+    assert "breaks_dependents" in h[("column", "users.user_name", "removed", None)]
+
+
+def test_domain_check_and_volatile_default_rewrite_the_table(pair):
+    a, b = pair
+    for db in (a, b):
+        db.execute("""CREATE DOMAIN positive AS int CHECK (VALUE > 0);
+          CREATE FUNCTION next_code() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT 1';
+          CREATE FUNCTION fixed_code() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 1'""")
+    b.execute("""ALTER TABLE users ADD COLUMN score positive; ALTER TABLE users ADD COLUMN code int DEFAULT next_code();
+      ALTER TABLE users ADD COLUMN fixed int DEFAULT fixed_code(); ALTER TABLE users ADD COLUMN at timestamptz DEFAULT now()""")
+    h = _hazards(pg_diff.compare_schemas(a.conn, b.conn))
+    assert "rewrites_table" in h[("column", "users.score", "added", None)]
+    assert "rewrites_table" in h[("column", "users.code", "added", None)]
+    assert "rewrites_table" not in h[("column", "users.fixed", "added", None)]
+    assert "rewrites_table" not in h[("column", "users.at", "added", None)]

@@ -126,7 +126,7 @@ def test_metadata_is_compact_canonical_extended_json_in_mongodump_order():
     )
     meta = md.parse_metadata(text, "c.metadata.json")
     assert meta["options"]["size"] == 4096 and meta["collectionName"] == "c"
-    assert md.metadata_json({}, [], "", "v", "view").startswith('{"indexes":[]')
+    assert md.metadata_json({}, [], "", "v", "view").startswith('{"options":{},"indexes":[]')
 
 
 def test_legacy_metadata_parses_and_index_specs_are_cleaned():
@@ -173,3 +173,15 @@ def test_default_entry_by_host_and_port(tmp_path):
     with pytest.raises(SafetyRefusal):
         md.refuse_default_entry(path, MongoConnection(host="db1", port=27018), "shop", False, "restore into")
     assert md.refuse_default_entry(path, MongoConnection(host="db1", port=27017), "shop", False, "restore into") is None
+
+
+@pytest.mark.parametrize("prefix", ["c" * 207, "c" * 206, "c" * 205])
+def test_long_names_are_not_cut_inside_a_percent_escape(prefix):
+    stem = md.escape_collection_name(prefix + "é" * 40)
+    cut = stem[: stem.rindex("%24")]
+    assert not md._BAD_ESCAPE.search(cut), cut[-6:]
+    assert len(stem) <= 238
+
+
+def test_metadata_always_has_options():
+    assert md.metadata_json({}, [], "", "c", "collection").startswith('{"options":{},"indexes":[]')

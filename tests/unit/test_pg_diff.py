@@ -33,7 +33,9 @@ def snapshot(columns: dict, views: dict | None = None) -> dict:
             "attrs": {"definition": f"SELECT * FROM {deps[0]}", "options": [], "comment": None},
             "info": {"oid": 10, "depends_on": deps, "definition": "..."},
         }
-    return {"objects": objects}
+    # pg_depend: each view reads every column of the table it selects from
+    readers = {("public", f"users.{c}"): [f"rule _RETURN on view {v}" for v, deps in (views or {}).items()] for c in columns if views}
+    return {"objects": objects, "column_dependents": readers}
 
 
 def test_r1_rename_in_place_is_flagged_with_hazards():
@@ -48,11 +50,12 @@ def test_r1_rename_in_place_is_flagged_with_hazards():
         {"kind": "column", "schema": "public", "table": "users", "before": "user_name", "after": "full_name"}
     ]
     sql = pg_diff.suggested_sql(records, a, b)
-    # the dependent view is dropped before the column and created again after it
-    assert sql.index("DROP VIEW IF EXISTS public.v;") < sql.index("ALTER TABLE public.users DROP COLUMN user_name;")
-    assert sql.index("ALTER TABLE public.users ADD COLUMN full_name text;") < next(
-        i for i, s in enumerate(sql) if s.startswith("CREATE VIEW")
-    )
+    # renamed in place (same attribute number): RENAME COLUMN keeps the data, then the type changes;
+    # the dependent view is dropped before and created again after
+    rename = sql.index("ALTER TABLE public.users RENAME COLUMN user_name TO full_name;")
+    retype = sql.index("ALTER TABLE public.users ALTER COLUMN full_name TYPE text USING full_name::text;")
+    assert not [s for s in sql if "DROP COLUMN" in s or "ADD COLUMN" in s]
+    assert sql.index("DROP VIEW IF EXISTS public.v;") < rename < retype < next(i for i, s in enumerate(sql) if s.startswith("CREATE VIEW"))
 
 
 def test_same_type_pair_is_a_possible_rename_but_new_types_are_not():

@@ -82,6 +82,10 @@ def test_classification_of_column_and_constraint_changes():
         col("id", "added", after="integer NOT NULL", table="profiles"),
     ]
     assert pg_sync.classify(fine, replicated, {}, {}) == ([], [])
+    # Table attributes a stream carries on: row security (the attribute names the schema diff reports).
+    for attribute in ("row_security", "force_row_security", "comment"):
+        table = {"kind": "table", "schema": "public", "name": "users", "change": "modified", "attribute": attribute}
+        assert pg_sync.classify([{**table, "before": False, "after": True}], replicated, {}, {}) == ([], []), attribute
 
 
 def test_cautions_for_unique_indexes_constraints_and_triggers():
