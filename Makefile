@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_HOME := $(CURDIR)/.cache/ansible-home
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-image demo test matrix lint ruff ansible-lint sanity unit integration molecule build changelog clean
+.PHONY: help setup setup-image demo test matrix lint ruff ansible-lint sanity sanity-cores unit integration molecule build changelog clean
 
 help:
 	@echo "make demo    run the dual-boot lifecycle on local clusters (no containers)"
@@ -24,7 +24,7 @@ setup-image:
 demo: setup
 	@$(BIN)/python demo/run.py
 
-test: setup-image lint sanity unit integration molecule
+test: setup-image lint sanity sanity-cores unit integration molecule
 	@echo "make test: all layers passed"
 
 lint: ruff ansible-lint
@@ -38,6 +38,12 @@ ansible-lint: setup
 
 sanity: setup
 	@scripts/sanity.sh
+
+# ansible-test sanity of the older supported ansible-core releases (scripts/lib.sh CORE_VERSIONS), one
+# after the other: each run keeps both cores busy, so running them side by side would not be faster.
+sanity-cores: setup
+	@for v in $$(source scripts/lib.sh && for c in "$${CORE_VERSIONS[@]}"; do echo "$${c%.*}"; done); do \
+	  echo "==> ansible-test sanity, ansible-core $$v"; scripts/sanity.sh --core $$v || exit 1; done
 
 unit: setup
 	@scripts/pytest.sh tests/unit $(PYTEST_ARGS)

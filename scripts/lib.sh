@@ -8,6 +8,11 @@ LOCAL_CACHE=$ROOT/.cache
 VENV=${DUALBOOT_VENV:-$ROOT/.venv}
 FERRETDB_VERSION=v1.24.2
 IMAGE_REPO=dualboot-db/base
+# ansible-core releases the collection supports besides the pinned one of test-requirements.txt (2.19):
+# each gets a venv .cache/venv-core-<minor> for sanity and one lifecycle run (meta/runtime.yml requires_ansible).
+CORE_VERSIONS=(2.16.19 2.17.14 2.18.19)
+BUILDER_VERSION=3.2.0
+core_venv() { echo "$LOCAL_CACHE/venv-core-${1%.*}"; }
 # The unprivileged account that owns the test and demo PostgreSQL clusters when we run as root.
 PG_OS_USER=${DUALBOOT_PG_OS_USER:-dualboot}
 

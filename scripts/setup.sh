@@ -43,6 +43,26 @@ else
   say "venv up to date"
 fi
 
+# --- older ansible-core releases, one venv each (controller side only: modules run on the main venv's Python)
+for v in "${CORE_VERSIONS[@]}"; do
+  venv=$(core_venv "$v")
+  if [ "$("$venv/bin/ansible" --version 2>/dev/null | sed -n '1s/.*core \([0-9.]*\).*/\1/p')" != "$v" ]; then
+    say "installing ansible-core $v into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "ansible-core==$v"
+  fi
+done
+
+# --- ansible-builder in a venv of its own (tests/integration/test_execution_environment.py)
+builder=$LOCAL_CACHE/venv-builder
+if [ "$("$builder/bin/ansible-builder" --version 2>/dev/null)" != "$BUILDER_VERSION" ]; then
+  say "installing ansible-builder $BUILDER_VERSION into $builder"
+  rm -rf "$builder"
+  python3 -m venv "$builder"
+  "$builder/bin/pip" install -q "ansible-builder==$BUILDER_VERSION"
+fi
+
 # The collection must be importable as ansible_collections/dualboot/db without installing it.
 coll="$LOCAL_CACHE/collections/ansible_collections/dualboot"
 mkdir -p "$coll"

@@ -18,7 +18,7 @@ Schema (``format: 1``)::
       "evidence": {"green": {"stage": {...}, "verify": {...}}},
       "lock": null,                        # or {"owner", "run_id", "acquired", "expires", "ttl", "controller"}
       "journal": null,                     # or the intent of the last cutover/rollback (see below)
-      "history": [{"action", "from", "to", "at", "run_id", "by", "outcome"}],
+      "history": [{"action", "from", "to", "at", "run_id", "by", "operator", "outcome"}],
       "updated": "2026-11-21T16:00:00Z"
     }
 
@@ -469,8 +469,12 @@ def switch(
     by: str | None = None,
     reason: str = "switch",
     now: datetime.datetime | None = None,
+    operator: str | None = None,
 ) -> tuple[dict, dict]:
-    """Make ``to`` the default entry; the old default becomes the fallback and the history gets an entry."""
+    """Make ``to`` the default entry; the old default becomes the fallback and the history gets an entry.
+
+    ``by`` is the account that runs the module; ``operator`` the person who launched the run (an AWX
+    job's user), recorded when known."""
     now = now or utc_now()
     if record is None:
         raise InvalidInput("there is no boot record yet.", hint="define the deployment first (state=defined).")
@@ -485,7 +489,7 @@ def switch(
     if record.get("staged") == to:
         record["staged"] = None
     record.setdefault("history", []).append(
-        {"action": reason, "from": previous, "to": to, "at": iso(now), "run_id": run_id, "by": by, "outcome": "ok"}
+        {"action": reason, "from": previous, "to": to, "at": iso(now), "run_id": run_id, "by": by, "operator": operator, "outcome": "ok"}
     )
     return record, {**facts, "msg": f"switched the default entry from {previous} to {to} (fallback: {previous})"}
 
@@ -500,6 +504,7 @@ def lock(
     controller: dict | None = None,
     takeover: str | None = None,
     plan: dict | None = None,
+    operator: str | None = None,
 ) -> tuple[dict, dict]:
     """Take the lock for ``run_id`` (or extend it when that run holds it).
 
@@ -530,6 +535,7 @@ def lock(
                 "at": iso(now),
                 "run_id": run_id,
                 "by": owner,
+                "operator": operator,
                 "outcome": outcome,
                 "cleared": held,
             }
@@ -572,10 +578,11 @@ def journal(
     run_id: str,
     phase: str,
     plan: dict | None = None,
-    by: str | None = None,
+    operator: str | None = None,
     now: datetime.datetime | None = None,
 ) -> tuple[dict, dict]:
     """Write the intent of run ``run_id`` (``plan``) or move its ``phase``; only the lock holder may.
+    ``operator`` names who launched the run moving it (recorded in the history of ``done``/``undone``).
 
     ``done`` switches the record to the plan's ``to`` (a history entry of the plan's action and run)
     and releases the lock; ``undone`` restores the record as it was before the plan and releases the
@@ -602,14 +609,16 @@ def journal(
     if current.get("phase") == phase and plan is None and phase not in CLOSED_PHASES:
         return record, {"journal": current, "msg": f"the journal of run {current['run_id']} is at phase {phase}"}
     current = {**current, "phase": phase, "phases": {**current.get("phases", {}), phase: iso(now)}}
-    if by:
-        current["by"] = by
+    if operator:
+        current["operator"] = operator
     record["journal"] = current
     # Every journal step renews the lock: a run that stops writing lets its lock expire after its ttl.
     record["lock"] = {**held, "expires": iso(now + datetime.timedelta(seconds=int(held.get("ttl", 3600))))}
     if phase == "done":
         if record["default"] != current["to"]:
-            record, _facts = switch(record, current["to"], run_id, by=current.get("by"), reason=current["action"], now=now)
+            record, _facts = switch(
+                record, current["to"], run_id, by=current.get("by"), reason=current["action"], now=now, operator=current.get("operator")
+            )
             # The history names the run that planned the switch; a run that finished it after a crash is named beside it.
             record["history"][-1]["run_id"] = current["run_id"]
             if run_id != current["run_id"]:
@@ -651,6 +660,7 @@ def _restore(record: dict, current: dict, run_id: str, now: datetime.datetime) -
             "at": iso(now),
             "run_id": current["run_id"],
             "by": current.get("by"),
+            "operator": current.get("operator"),
             "outcome": f"undid {current['action']} (recovered by run {run_id})" if run_id != current["run_id"] else "undone",
         }
     )
@@ -669,6 +679,7 @@ def unlock(
     force: bool = False,
     by: str | None = None,
     now: datetime.datetime | None = None,
+    operator: str | None = None,
 ) -> tuple[dict | None, dict]:
     """Release the lock of ``run_id``; ``force`` clears anyone's lock (a crashed run's) and records that in the history."""
     now = now or utc_now()
@@ -696,6 +707,7 @@ def unlock(
             "at": iso(now),
             "run_id": run_id,
             "by": by,
+            "operator": operator,
             "outcome": "forced",
             "cleared": held,
         }
@@ -707,6 +719,7 @@ def execute(params: dict, check_mode: bool) -> dict:
     """The ``boot_record`` module: one state, one change (see the module's documentation)."""
     path = params.get("path") or default_path(params["name"])
     user = _user()
+    operator = params.get("operator") or None
     state = params.get("state") or "query"
     if state == "query":
         record = read_record(path)
@@ -726,7 +739,7 @@ def execute(params: dict, check_mode: bool) -> dict:
             r, params["entry"], params.get("stage"), params.get("verify"), params.get("run_id"), cutover=params.get("cutover")
         ),
         "switched": lambda r: switch(
-            r, params["to"], params.get("run_id"), params.get("operator") or params.get("by") or user, params.get("reason") or "switch"
+            r, params["to"], params.get("run_id"), params.get("by") or user, params.get("reason") or "switch", operator=operator
         ),
         "locked": lambda r: lock(
             r,
@@ -737,9 +750,10 @@ def execute(params: dict, check_mode: bool) -> dict:
             controller=params.get("controller"),
             takeover=params.get("takeover"),
             plan=_plan(params, user),
+            operator=operator,
         ),
-        "journal": lambda r: journal(r, params["run_id"], params["phase"], plan=_plan(params, user), by=params.get("operator")),
-        "unlocked": lambda r: unlock(r, params.get("run_id"), bool(params.get("force")), params.get("by") or user),
+        "journal": lambda r: journal(r, params["run_id"], params["phase"], plan=_plan(params, user), operator=operator),
+        "unlocked": lambda r: unlock(r, params.get("run_id"), bool(params.get("force")), params.get("by") or user, operator=operator),
     }
     if state not in changes:
         raise InvalidInput(f"unknown state {state!r}.", hint="use query, defined, evidence, switched, locked, unlocked or journal.")
@@ -751,7 +765,12 @@ def _plan(params: dict, user: str) -> dict | None:
     plan = params.get("journal")
     if plan is None:
         return None
-    return {**plan, "run_id": plan.get("run_id") or params.get("run_id"), "by": params.get("operator") or plan.get("by") or user}
+    return {
+        **plan,
+        "run_id": plan.get("run_id") or params.get("run_id"),
+        "by": plan.get("by") or user,
+        "operator": params.get("operator") or plan.get("operator"),
+    }
 
 
 def _user() -> str:

@@ -23,13 +23,27 @@ def require(module: Any, library: str, import_error: str | None) -> None:
         module.fail_json(msg=missing_required_lib(library), exception=import_error)
 
 
+def _exit(module: Any, exit_: Callable[..., None], result: dict) -> None:
+    """Leave through ``exit_`` with ``result``, its ``warnings`` raised through ``module.warn``.
+
+    Passing ``warnings`` to ``exit_json``/``fail_json`` is deprecated since ansible-core 2.19 (even an
+    empty list prints a deprecation warning on every run); ``module.warn`` works on 2.16 and later,
+    and Ansible still returns the warnings in the task result.
+    """
+    warnings = result.pop("warnings", None) or []
+    for warning in [warnings] if isinstance(warnings, str) else warnings:
+        module.warn(str(warning))
+    exit_(**result)
+
+
 def run(module: Any, func: Callable[..., dict], *args: Any, **kwargs: Any) -> None:
     """Run ``func`` and exit the module with its result dict.
 
     The result's ``diff`` is kept only when the user asked for ``--diff``. A ``DualbootError`` ends
     the task with its message, hint and details; so does a privilege error of the server (SQLSTATE
     42501) that a step did not foresee: the user can cause it, so it names the GRANT. Anything else
-    is a bug and keeps its traceback.
+    is a bug and keeps its traceback. Library results report notes in ``warnings``; they reach the
+    user as Ansible warnings.
     """
     try:
         result = func(*args, **kwargs)
@@ -45,7 +59,7 @@ def run(module: Any, func: Callable[..., dict], *args: Any, **kwargs: Any) -> No
     else:
         if not module._diff:
             result.pop("diff", None)
-        module.exit_json(**result)
+        _exit(module, module.exit_json, result)
 
 
 def _fail(module: Any, exc: DualbootError) -> None:
@@ -53,4 +67,4 @@ def _fail(module: Any, exc: DualbootError) -> None:
     if exc.hint:
         fail["hint"] = exc.hint
     fail.update(exc.details)
-    module.fail_json(**fail)
+    _exit(module, module.fail_json, fail)

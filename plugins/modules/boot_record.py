@@ -114,6 +114,14 @@ options:
   by:
     description: Who makes the change, recorded in history entries (V(switched), forced V(unlocked)). Default the user running the module.
     type: str
+  operator:
+    description:
+      - The person who launched the run, recorded in the journal and in history entries (V(switched), a
+        taken-over V(locked), forced V(unlocked), a journal's V(done) or V(undone)) beside O(by), the account
+        that runs the module.
+      - The roles pass C(dualboot_operator), else the user who launched the AWX or Automation Platform job
+        (C(awx_user_name), C(tower_user_name)) with its job id, else the controller's user.
+    type: str
   owner:
     description: Who holds the lock (V(locked)), shown to anyone the lock refuses. Default the user running the module.
     type: str
@@ -148,9 +156,6 @@ options:
       - The journal phase (V(journal)), written before the step it names runs.
     type: str
     choices: [locked, marked, frozen, switching, undoing, done, undone]
-  operator:
-    description: Who launched the run (e.g. the AWX user), recorded in the journal and in history entries.
-    type: str
 seealso:
   - module: dualboot.db.connection_switch
 notes:
@@ -242,7 +247,8 @@ record:
     evidence: {}
     lock: null
     history:
-      - {action: cutover, from: blue, to: green, at: "2026-11-21T16:00:00Z", run_id: r1, by: ops, outcome: ok}
+      - {action: cutover, from: blue, to: green, at: "2026-11-21T16:00:00Z", run_id: r1, by: root,
+         operator: "alice (AWX job 42)", outcome: ok}
     updated: "2026-11-21T16:00:00Z"
 previous_default:
   description: The default entry before the switch.
@@ -306,6 +312,7 @@ def main() -> None:
             "reason": {"type": "str", "default": "switch"},
             "run_id": {"type": "str"},
             "by": {"type": "str"},
+            "operator": {"type": "str"},
             "owner": {"type": "str"},
             "ttl": {"type": "int", "default": 3600},
             "force": {"type": "bool", "default": False},
@@ -313,7 +320,6 @@ def main() -> None:
             "takeover": {"type": "str"},
             "journal": {"type": "dict"},
             "phase": {"type": "str", "choices": ["locked", "marked", "frozen", "switching", "undoing", "done", "undone"]},
-            "operator": {"type": "str"},
         },
         required_if=[
             ("state", "evidence", ["entry"]),

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import ROOT, ensure_collection_path
+from .paths import LOCAL_CACHE, ROOT, ensure_collection_path
 
 
 @dataclass
@@ -41,6 +41,18 @@ class ModuleResult:
         return str(self.result.get("msg", ""))
 
 
+def ansible_bin(core: str | None = None) -> Path:
+    """Directory of the ansible executables: the test venv's (the pinned ansible-core), or for
+    ``core`` ("2.16", ...) the controller venv ``.cache/venv-core-<core>`` that scripts/setup.sh
+    installs. Modules run on the test venv's Python either way (ANSIBLE_PYTHON_INTERPRETER)."""
+    if core is None:
+        return Path(sys.executable).parent
+    path = LOCAL_CACHE / f"venv-core-{core}" / "bin"
+    if not (path / "ansible-playbook").exists():
+        raise AssertionError(f"no ansible-core {core} venv at {path.parent}: run `make setup`")
+    return path
+
+
 def ansible_env(workdir: Path) -> dict:
     env = dict(os.environ)
     env.update(
@@ -61,7 +73,13 @@ def ansible_env(workdir: Path) -> dict:
 
 
 def run_module(
-    module: str, args: dict, check: bool = False, diff: bool = False, timeout: float = 600, environment: dict | None = None
+    module: str,
+    args: dict,
+    check: bool = False,
+    diff: bool = False,
+    timeout: float = 600,
+    environment: dict | None = None,
+    core: str | None = None,
 ) -> ModuleResult:
     """Run ``dualboot.db.<module>`` with ``args`` on localhost and return its registered result.
 
@@ -93,7 +111,7 @@ def run_module(
             }
         ]
         (work / "play.yml").write_text(json.dumps(play))
-        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(work / "play.yml")]
+        cmd = [str(ansible_bin(core) / "ansible-playbook"), "-i", "localhost,", str(work / "play.yml")]
         if check:
             cmd.append("--check")
         if diff:
@@ -114,12 +132,14 @@ def run_playbook(
     check: bool = False,
     timeout: float = 1800,
     cwd: Path | None = None,
+    core: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run a playbook (a path, or the FQCN ``dualboot.db.<name>``); extra vars go through a 0600 file."""
+    """Run a playbook (a path, or the FQCN ``dualboot.db.<name>``); extra vars go through a 0600 file.
+    ``core`` runs it with an older ansible-core (see :func:`ansible_bin`)."""
     work = Path(tempfile.mkdtemp(prefix="dualboot-ansible-"))
     os.chmod(work, 0o700)
     try:
-        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(playbook)]
+        cmd = [str(ansible_bin(core) / "ansible-playbook"), "-i", inventory, str(playbook)]
         if extra_vars:
             vf = work / "vars.json"
             vf.write_text(json.dumps(extra_vars))

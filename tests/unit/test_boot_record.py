@@ -161,6 +161,17 @@ def test_evidence_stage_then_verify(record):
     assert r["record"]["staged"] is None
 
 
+def test_history_names_the_operator_beside_the_account(record):
+    """operator: who launched the run (an AWX job's user); by: the account the module ran as."""
+    run(record, "locked", run_id="r1", owner="ops", ttl=60)
+    switched = run(record, "switched", to="green", run_id="r1", by="root", operator="alice (AWX job 42)")
+    assert {k: switched["record"]["history"][-1][k] for k in ("by", "operator")} == {"by": "root", "operator": "alice (AWX job 42)"}
+    forced = run(record, "unlocked", force=True, operator="bob")
+    assert forced["record"]["history"][-1]["action"] == "unlock-forced" and forced["record"]["history"][-1]["operator"] == "bob"
+    plain = run(record, "switched", to="blue")
+    assert plain["record"]["history"][-1]["operator"] is None  # unknown, never guessed
+
+
 def test_cutover_evidence_needs_a_passing_verify_and_survives_the_switch(record):
     run(record, "evidence", entry="green", stage={"run_id": "s1"})
     with pytest.raises(SafetyRefusal, match="no passing verify"):
@@ -292,7 +303,11 @@ def test_lock_with_a_plan_starts_the_journal_and_done_switches_and_releases(reco
     assert not run(record, "journal", run_id="r1", phase="switching")["changed"]
     done = run(record, "journal", run_id="r1", phase="done", operator="awx:bob")["record"]
     assert (done["default"], done["fallback"], done["staged"], done["lock"]) == ("green", "blue", None, None)
-    assert done["history"][-1]["action"] == "cutover" and done["history"][-1]["run_id"] == "r1" and done["history"][-1]["by"] == "awx:bob"
+    assert (
+        done["history"][-1]["action"] == "cutover"
+        and done["history"][-1]["run_id"] == "r1"
+        and done["history"][-1]["operator"] == "awx:bob"
+    )
     assert done["journal"]["phase"] == "done" and not br.journal_open(done)
 
 
