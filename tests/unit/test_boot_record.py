@@ -273,3 +273,38 @@ def test_rewrite_keeps_the_owner_and_0600(record):
     run(record, "switched", to="green")
     st = os.stat(record)
     assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (65534, 65534, "0o600")
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../etc", "", "-x", ".hidden"])
+def test_names_that_are_not_plain_file_names_are_refused(tmp_path, name):
+    with pytest.raises(InvalidInput, match="not a plain file name"):
+        br.execute({"name": name, "state": "query"}, check_mode=False)
+
+
+def test_entry_problems_name_keys_with_a_guess_and_never_values():
+    entries = {
+        "blue": {"login_host": "db1", "login_port": "54x", "login_passwd": "s3cret-value", "login_db": "a"},
+        "green": {"login_host": "db1", "login_port": 5432, "login_db": "b", "ssl_mode": "sometimes"},
+    }
+    problems = br.entry_problems("postgresql", entries)
+    text = "; ".join(problems)
+    assert "entry blue: unknown key 'login_passwd' (did you mean 'login_password'?)" in text
+    assert "entry blue: login_port must be an int" in text
+    assert "entry green: ssl_mode must be one of" in text
+    assert "s3cret-value" not in text
+    assert br.entry_problems("mongodb", {"a": {"login_host": "m"}, "b": {"database": "x"}}) == [
+        "entry a: database is missing (the database this entry boots into)"
+    ]
+
+
+def test_public_entries_keep_known_keys_without_secrets_and_ports_as_numbers():
+    entries = {"blue": {"login_host": "db1", "login_port": "5433", "login_password": "pw", "login_db": "a"}}
+    assert br.public_entries("postgresql", entries) == {"blue": {"login_host": "db1", "login_port": 5433, "login_db": "a"}}
+
+
+def test_define_refuses_secret_lookalikes_and_text_ports(tmp_path):
+    path = str(tmp_path / "r.json")
+    for entry, match in (({"login_passwd": "x"}, "would store a secret"), ({"login_port": "one"}, "login_port must be an int")):
+        with pytest.raises(InvalidInput, match=match):
+            run(path, "defined", engine="postgresql", entries={"blue": {"login_db": "a", **entry}, "green": {}}, default="blue")
+    assert not os.path.exists(path)
