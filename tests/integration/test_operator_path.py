@@ -90,7 +90,8 @@ def test_check_mode_stage_says_what_it_would_do(deployment, inline):  # noqa: F8
     rc, out = play(d, "stage", check=True, **extra)
     assert rc == 0, out[-4000:]
     assert state(d) == before
-    assert "would copy blue -> green" in out and "would apply" in out, out[-3000:]
+    would = "apply 2 migration(s): 1, 2 on green" if inline else "apply 1 migration(s): 1 on green"
+    assert re.search(r"would copy blue -> green by \w+, then " + would, out), out[-3000:]
     assert not (d["dir"] / "work" / "shop").exists() or not any((d["dir"] / "work" / "shop").iterdir())
 
 
@@ -307,7 +308,6 @@ def test_docs_project_example(deployment, tmp_path):  # noqa: F811
         proc = subprocess.run(["bash", "-c", command], cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, f"{command}:\n{out[-4000:]}"
-        assert "[WARNING]" not in out or "collection" not in out.lower(), out[-2000:]
     installed = project / "collections" / "ansible_collections" / "dualboot" / "db"
     assert (installed / "MANIFEST.json").exists() and not list(installed.rglob("*.json.lock"))
     assert not list(installed.rglob("*verify.md")), "nothing may be written into the installed collection"
@@ -321,5 +321,5 @@ def test_long_copy_reports_progress_and_throughput(deployment):  # noqa: F811
     d["blue"].execute("INSERT INTO users (user_name, creation_date) SELECT repeat('x', 200) || g, now() FROM generate_series(1, 300000) g")
     rc, out = play(d, "stage", dualboot_progress_interval=1)
     assert rc == 0, out[-4000:]
-    assert re.search(r"ASYNC POLL on app1: jid=\S+ started=1 finished=0", out), out[-3000:]
+    assert re.search(r"ASYNC POLL on app1: jid=\S+ started=(1|True) finished=(0|False)", out), out[-3000:]
     assert re.search(r"copied blue -> green by \w+ in [\d.]+ s, [\d.]+ MB/s", out) and "timings:" in out, out[-3000:]
