@@ -284,6 +284,7 @@ def test_docs_project_example(deployment, tmp_path):  # noqa: F811
         site[host] = {
             **site[host],
             "dualboot_record_dir": str(tmp_path / "records" / host),
+            "dualboot_app_reload": {},  # read per host: there is no service "shop" here
             "dualboot_switch_targets": [{"format": "dotenv", "path": str(env), "key": "DATABASE_URL", "template": TEMPLATE}],
         }
     for host, hv in site.items():
