@@ -51,6 +51,9 @@ mkdir -p "$coll"
 # --- FerretDB (MongoDB protocol over SQLite) ------------------------------------------------
 "$ROOT/scripts/build-ferretdb.sh"
 
+# --- real third-party schemas for the restore rehearsal (from Debian packages) ------------------
+"$ROOT/scripts/fetch-real-schemas.sh"
+
 if [ $want_image -eq 1 ]; then
   "$ROOT/scripts/with-dockerd.sh" "$ROOT/scripts/build-image.sh"
 fi

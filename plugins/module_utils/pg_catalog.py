@@ -18,7 +18,8 @@ import re
 import time
 from typing import Any
 
-from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect, server_version
+from ansible_collections.dualboot.db.plugins.module_utils.pg_reprint import normalized_definition
+from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect, psycopg, server_version
 
 OWN_SCHEMA = "dualboot"
 KINDS = (
@@ -357,7 +358,7 @@ class CatalogReader:
                 expr = exprs.get((o["info"]["relid"], o["info"]["attnum"]))
                 for attr in ("default", "generated"):
                     if isinstance(o["attrs"].get(attr), Raw):
-                        o["attrs"][attr] = expr
+                        o["attrs"][attr] = normalized_definition(expr)
         for kind, apply in (("constraint", _apply_constraint), ("index", _apply_index)):
             todo = [
                 objs[kind][k]
@@ -375,8 +376,57 @@ class CatalogReader:
             self.cur.execute(Q_RESOLVE["view"], ([o["info"]["oid"] for o in views],))
             found = dict(self.cur.fetchall())
             for o in views:
-                o["attrs"]["definition"] = o["info"]["definition"] = found[o["info"]["oid"]]
+                o["info"]["definition"] = found[o["info"]["oid"]]
+                o["attrs"]["definition"] = normalized_definition(o["info"]["definition"])
         self.seconds += time.monotonic() - started
+
+    def planned(self, items: list) -> list:
+        """``(kind, obj)`` definitions as the planner prints them once it has simplified them; None where it cannot.
+
+        Two texts PostgreSQL prints differently for the same meaning — ``((a AND b) AND c)`` against the
+        ``(a AND b AND c)`` a dump re-parses it to, constant arrays cast as a whole or per element,
+        ``'a' || 'b'`` — plan to the same filter. CHECK constraints and index predicates are planned as
+        the filter of ``SELECT 1 FROM ONLY table WHERE ...``, views as their query. Plans are made with
+        sequential scans and nested loops in the written join order only, so equal queries plan alike
+        whatever the statistics. Only EXPLAIN runs (nothing executes), inside a savepoint that undoes
+        these settings.
+        """
+        started = time.monotonic()
+        out = []
+        self.cur.execute("SAVEPOINT dualboot_planned")
+        try:
+            # Only the settings this server has (enable_memoize is 14+): set_config of an unknown one fails.
+            self.cur.execute(
+                "SELECT set_config(s.name, v.value, true) FROM pg_settings s"
+                " JOIN unnest(%s::text[], %s::text[]) v(name, value) USING (name)",
+                ([n for n, _v in _PLAN_SETTINGS], [v for _n, v in _PLAN_SETTINGS]),
+            )
+            for kind, o in items:
+                plan = self._explain(_planned_query(kind, o))
+                if plan is not None and kind in ("view", "materialized_view"):
+                    # A plan shows no column names, and a join the planner removes leaves no trace: add both.
+                    self.cur.execute(Q_VIEW_SHAPE, {"oid": o["info"]["oid"]})
+                    plan = f"{self.cur.fetchone()}\n{plan}"
+                elif plan is not None and kind == "constraint":
+                    plan = f"{o['attrs']['definition'].endswith(' NO INHERIT')}\n{plan}"
+                out.append(plan)
+        finally:
+            self.cur.execute("ROLLBACK TO SAVEPOINT dualboot_planned")
+            self.seconds += time.monotonic() - started
+        return out
+
+    def _explain(self, query: str | None) -> str | None:
+        if query is None:
+            return None
+        self.cur.execute("SAVEPOINT dualboot_explain")
+        try:
+            self.cur.execute("EXPLAIN (VERBOSE, COSTS OFF) " + query)
+            plan = "\n".join(r[0] for r in self.cur.fetchall())
+        except psycopg.Error:  # a definition the planner refuses keeps its reported difference
+            self.cur.execute("ROLLBACK TO SAVEPOINT dualboot_explain")
+            return None
+        self.cur.execute("RELEASE SAVEPOINT dualboot_explain")
+        return plan
 
     def resolve_all(self, snap: dict) -> None:
         self.resolve(snap, {k: list(snap["objects"][k]) for k in LAZY_KINDS})
@@ -388,8 +438,41 @@ class CatalogReader:
             self.db.close()
 
 
+_PLAN_SETTINGS = tuple(
+    (name, "off")
+    for name in (
+        "enable_hashjoin", "enable_mergejoin", "enable_hashagg", "enable_material", "enable_memoize", "enable_indexscan",
+        "enable_indexonlyscan", "enable_bitmapscan", "enable_tidscan", "enable_incremental_sort", "enable_partitionwise_join",
+        "enable_partitionwise_aggregate", "constraint_exclusion", "geqo", "jit",
+    )
+) + (("join_collapse_limit", "1"), ("from_collapse_limit", "1"))  # fmt: skip
+
+
+# A view's column names and every table column it reads (dependencies of its rewrite rule).
+Q_VIEW_SHAPE = """
+SELECT (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a WHERE a.attrelid = %(oid)s AND a.attnum > 0),
+  (SELECT array_agg(DISTINCT format('%%s.%%s', d.refobjid::regclass, ra.attname)) FROM pg_rewrite r
+     JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
+     LEFT JOIN pg_attribute ra ON ra.attrelid = d.refobjid AND ra.attnum = d.refobjsubid
+    WHERE r.ev_class = %(oid)s AND d.refobjid <> %(oid)s)
+"""
+
+
+def _planned_query(kind: str, o: dict) -> str | None:
+    """The query whose plan shows a definition (see CatalogReader.planned)."""
+    attrs = o["attrs"]
+    if kind in ("view", "materialized_view"):
+        return attrs["definition"].rstrip().rstrip(";")
+    if kind == "constraint" and o["info"]["contype"] == "c" and attrs["definition"].startswith("CHECK "):
+        check = attrs["definition"][6:].removesuffix(" NO INHERIT")
+        return f"SELECT 1 FROM ONLY {qname(o['schema'], o['info']['table'])} WHERE {check}"
+    if kind == "index" and attrs.get("predicate"):
+        return f"SELECT 1 FROM ONLY {qname(o['schema'], attrs['table'])} WHERE {attrs['predicate']}"
+    return None
+
+
 def _apply_constraint(o: dict, condef: str) -> None:
-    o["attrs"]["definition"] = _CONSTRAINT_TAIL.sub("", condef)
+    o["attrs"]["definition"] = normalized_definition(_CONSTRAINT_TAIL.sub("", condef))
     o["info"]["full"] = o["info"]["definition"] = condef
 
 
@@ -398,8 +481,8 @@ def _apply_index(o: dict, idef: str, predicate: str | None) -> None:
     keys = m.group(2) if m else idef
     if predicate and keys.endswith(f" WHERE {predicate}"):
         keys = keys[: -len(f" WHERE {predicate}")]
-    o["attrs"]["keys"] = keys
-    o["attrs"]["predicate"] = predicate
+    o["attrs"]["keys"] = normalized_definition(keys)
+    o["attrs"]["predicate"] = normalized_definition(predicate)
     o["info"]["definition"] = idef
 
 
@@ -501,7 +584,7 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
             kind, definition = "composite_type", "(" + ", ".join(items or []) + ")"
         else:
             attrs = {"base_type": base, "not_null": notnull, "default": default, "collation": collation,
-                     "constraints": list(items or []), "comment": comment}  # fmt: skip
+                     "constraints": [normalized_definition(c) for c in items or []], "comment": comment}  # fmt: skip
             kind, definition = "domain", f"DOMAIN {base}"
         _owner_attrs(attrs, owner, acl, with_grants)
         _add(objects, _obj(kind, nsp, name, attrs, {"definition": definition}))
@@ -591,6 +674,8 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
             continue  # inherited from a parent (partitions, inheritance): reported once, on the parent
         if generated == "s" and default is not None:
             default = Raw(default)  # a generation expression reads columns: deparsed only when it differs
+        else:
+            default = normalized_definition(default)  # as printed after a restore (see pg_reprint)
         compare = (typ, notnull, default, identity, generated, collation, comment)
         if check_column_order:
             compare += (len(names),)
@@ -634,11 +719,12 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
     for nsp, table, name, definition, enabled, comment in rows(Q_TRIGGERS):
         if (nsp, table) not in tables.rows:
             continue
-        attrs = {"definition": definition, "enabled": _TRIGGER_ENABLED.get(enabled, enabled), "comment": comment}
+        attrs = {"definition": normalized_definition(definition), "enabled": _TRIGGER_ENABLED.get(enabled, enabled), "comment": comment}
         _add(objects, _obj("trigger", nsp, f"{table}.{name}", attrs, {"table": table, "trigger": name, "definition": definition}))
 
     for nsp, table, name, cmd, permissive, roles, using, check in rows(Q_POLICIES):
-        attrs = {"command": _POLCMD[cmd], "permissive": permissive, "roles": list(roles or []), "using": using, "with_check": check}
+        attrs = {"command": _POLCMD[cmd], "permissive": permissive, "roles": list(roles or []), "using": normalized_definition(using),
+                 "with_check": normalized_definition(check)}  # fmt: skip
         definition = f"FOR {attrs['command']} TO {', '.join(attrs['roles'])}"
         _add(objects, _obj("policy", nsp, f"{table}.{name}", attrs, {"table": table, "policy": name, "definition": definition}))
 

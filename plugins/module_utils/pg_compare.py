@@ -62,6 +62,9 @@ SESSION_SETTINGS = (
     "SET LOCAL bytea_output = 'hex'",
 )
 
+# The key: the columns of a valid unique index without predicate or expressions whose key columns
+# (the first indnkeyatts; INCLUDE columns are row data, of any type) are NOT NULL and use their
+# type's default btree operator class, the order ORDER BY and row comparisons use; the primary key first.
 Q_TABLES = """
 SELECT n.nspname, c.relname, c.relkind,
   (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
@@ -71,12 +74,14 @@ SELECT n.nspname, c.relname, c.relkind,
   (SELECT array_agg({deterministic} ORDER BY a.attnum) FROM pg_attribute a
     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
   (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM (
-     SELECT i.indkey, i.indisprimary FROM pg_index i
+     SELECT i.keys FROM (SELECT ix.*, (ix.indkey::int2[])[0:ix.indnkeyatts - 1] AS keys,
+                                (ix.indclass::oid[])[0:ix.indnkeyatts - 1] AS classes FROM pg_index ix) i
       WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
-        AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey) x JOIN pg_attribute xa ON xa.attrelid = c.oid AND xa.attnum = x
+        AND NOT EXISTS (SELECT 1 FROM unnest(i.keys) x JOIN pg_attribute xa ON xa.attrelid = c.oid AND xa.attnum = x
                         WHERE NOT xa.attnotnull)
-      ORDER BY i.indisprimary DESC, i.indnatts, i.indexrelid LIMIT 1) best,
-     unnest(best.indkey) WITH ORDINALITY k(attnum, ord)
+        AND NOT EXISTS (SELECT 1 FROM unnest(i.classes) x JOIN pg_opclass oc ON oc.oid = x WHERE NOT oc.opcdefault)
+      ORDER BY i.indisprimary DESC, i.indnkeyatts, i.indexrelid LIMIT 1) best,
+     unnest(best.keys) WITH ORDINALITY k(attnum, ord)
      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition

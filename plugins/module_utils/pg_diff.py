@@ -103,6 +103,20 @@ def _record(obj: dict, change: str, attribute: str | None, before: Any, after: A
     }
 
 
+_PLANNED = {("constraint", "definition"), ("index", "predicate"), ("view", "definition"), ("materialized_view", "definition")}
+
+
+def without_reprints(records: list[dict], readers: list, source: dict, target: dict) -> list[dict]:
+    """Drop definition changes that only differ in how PostgreSQL printed them (see CatalogReader.planned)."""
+    todo = [r for r in records if r["change"] == "modified" and (r["kind"], r["attribute"]) in _PLANNED]
+    if not todo:
+        return records
+    sides = [[(r["kind"], snap["objects"][r["kind"]][(r["schema"], r["name"])]) for r in todo] for snap in (source, target)]
+    a, b = (reader.planned(items) for reader, items in zip(readers, sides))
+    same = {id(r) for r, pa, pb in zip(todo, a, b) if pa is not None and pa == pb}
+    return [r for r in records if id(r) not in same]
+
+
 def sort_records(records: list[dict]) -> list[dict]:
     return sorted(
         records,
@@ -1154,7 +1168,7 @@ def compare_schemas(
             wanted = candidates(snap_a, snap_b)
             list(pool.map(lambda rs: rs[0].resolve(rs[1], wanted), zip(readers, (snap_a, snap_b))))
             read_done = time.monotonic()
-            records = diff(snap_a, snap_b)
+            records = without_reprints(diff(snap_a, snap_b), readers, snap_a, snap_b)
             recreate = views_to_recreate(records, snap_a["objects"])
             mviews = {k for kind, k in recreate if kind == "materialized_view"}
             readers[1].resolve(

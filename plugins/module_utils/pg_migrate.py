@@ -429,7 +429,75 @@ def _history(cur: Any) -> dict:
     }
 
 
-def _failure(m: Migration, st: Statement, index: int, total: int, exc: Any, committed: int) -> OperationFailed:
+# An index a statement names: CREATE [UNIQUE] INDEX [CONCURRENTLY] [IF NOT EXISTS] name ON [ONLY] [schema.]table.
+_IDENT = r'(?:"(?:[^"]|"")+"|[^\s"(.,;]+)'
+_CREATE_INDEX = re.compile(
+    rf"\bCREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?({_IDENT})\s+ON\s+(?:ONLY\s+)?(?:({_IDENT})\s*\.)?",
+    re.I,
+)
+Q_INVALID_INDEXES = (
+    "SELECT i.indexrelid, format('%I.%I', n.nspname, c.relname) FROM pg_index i"
+    " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid"
+)
+Q_INVALID_NAMED = (
+    "SELECT format('%%I.%%I', n.nspname, c.relname) FROM unnest(%s::text[]) x JOIN pg_index i ON i.indexrelid = to_regclass(x)"
+    " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid ORDER BY 1"
+)
+
+
+def _invalid_indexes(c: Any) -> dict:
+    """Every INVALID index of the database (what a failed CREATE INDEX CONCURRENTLY leaves): oid -> name."""
+    return dict(c.execute(Q_INVALID_INDEXES).fetchall())
+
+
+def _named_indexes(statements: list[Statement]) -> list[str]:
+    """The indexes the statements create, as ``[schema.]name`` texts for to_regclass (the index lives in its table's schema)."""
+    found = []
+    for st in statements:
+        for name, schema in _CREATE_INDEX.findall(_strip_comments(st.text)):
+            found.append(f"{schema}.{name}" if schema else name)
+    return found
+
+
+def _still_invalid(c: Any, statements: list[Statement], before: dict | None) -> list[str]:
+    """INVALID indexes a migration names, or (``before`` given) that appeared while it ran."""
+    bad = {r[0] for r in c.execute(Q_INVALID_NAMED, (_named_indexes(statements),)).fetchall()}
+    if before is not None:
+        bad |= {name for oid, name in _invalid_indexes(c).items() if oid not in before}
+    return sorted(bad)
+
+
+def _drop_hint(names: list[str]) -> str:
+    return " ".join(f"DROP INDEX CONCURRENTLY {n};" for n in names)
+
+
+def _invalid_after_run(m: Migration, names: list[str]) -> OperationFailed:
+    """A migration whose statements ran, but an index it names (or made) is INVALID: not recorded as applied."""
+    which = f"index {names[0]}" if len(names) == 1 else f"indexes {', '.join(names)}"
+    state = "its statements were committed and stay" if not m.transactional else "it was rolled back"
+    return OperationFailed(
+        f"migration {m.version} ({m.script}) ran, but {which} it names is INVALID (left by a failed CREATE INDEX CONCURRENTLY;"
+        " CREATE INDEX ... IF NOT EXISTS skips an existing invalid index, and an invalid index is not used by queries nor"
+        f" enforces uniqueness) — {state}; it was not recorded as applied.",
+        hint=f"drop the invalid leftover ({_drop_hint(names)}), then run the task again: the migration builds it anew.",
+        invalid_indexes=names,
+    )
+
+
+def _failure_state(m: Migration, committed: int, left: list[str]) -> str:
+    """What a failed migration left: rolled back, statements that stay committed, INVALID indexes."""
+    if m.transactional:
+        return "it was rolled back; earlier migrations stay applied and recorded."
+    stayed = [f"its statements 1 to {committed} were committed and stay"] if committed else []
+    if left:
+        which = f"index {left[0]}" if len(left) == 1 else f"indexes {', '.join(left)}"
+        stayed.append(f"the failed statement left the INVALID {which} (not used by queries, enforcing no uniqueness)")
+    if not stayed:
+        return "nothing of it was committed; earlier migrations stay applied and recorded."
+    return f"it is NOT transactional: {', and '.join(stayed)}; it was not recorded as applied."
+
+
+def _failure(m: Migration, st: Statement, index: int, total: int, exc: Any, committed: int, left: list | None = None) -> OperationFailed:
     diag = exc.diag
     line = st.line
     pos = diag.statement_position
@@ -439,13 +507,14 @@ def _failure(m: Migration, st: Statement, index: int, total: int, exc: Any, comm
     excerpt = " ".join(st.text.split())
     excerpt = excerpt if len(excerpt) <= 300 else excerpt[:297] + "..."
     where = f"migration {m.version} ({m.script}), statement {index} of {total} at line {line}"
-    if m.transactional:
-        state = "it was rolled back; earlier migrations stay applied and recorded."
-    elif committed:
-        state = f"it is NOT transactional: its statements 1 to {committed} were committed and stay; it was not recorded as applied."
-    else:
-        state = "nothing of it was committed; earlier migrations stay applied and recorded."
+    left = left or []
+    state = _failure_state(m, committed, left)
     hint = diag.message_hint or "fix the migration and run the task again."
+    if left:
+        hint = (
+            f"drop what the failed statement left ({_drop_hint(left)}) — a re-run's CREATE INDEX ... IF NOT EXISTS would skip"
+            f" it — fix the cause ({diag.message_hint or 'the rows or locks the error names'}), and run the task again."
+        )
     if diag.sqlstate == "25001":
         hint = (
             "this statement refuses to run in a transaction block: mark the migration non-transactional (-- dualboot: transactional=false)."
@@ -462,8 +531,15 @@ def _failure(m: Migration, st: Statement, index: int, total: int, exc: Any, comm
             "error": message,
             "statement": excerpt,
             "committed_statements": committed if not m.transactional else 0,
+            "invalid_indexes": left,
         },
     )
+
+
+def _refuse_invalid(c: Any, m: Migration, statements: list[Statement], before: dict | None) -> None:
+    bad = _still_invalid(c, statements, before)
+    if bad:
+        raise _invalid_after_run(m, bad)
 
 
 def _apply_one(c: Any, m: Migration) -> dict:
@@ -473,18 +549,22 @@ def _apply_one(c: Any, m: Migration) -> dict:
         "INSERT INTO {}.{} (version, description, script, checksum, transactional, duration_ms) VALUES (%s, %s, %s, %s, %s, %s)"
     ).format(sql.Identifier(HISTORY_SCHEMA), sql.Identifier(HISTORY_TABLE))
     done = 0
+    # A non-transactional statement that fails can leave an INVALID index behind: know what was there before.
+    before = None if m.transactional else _invalid_indexes(c)
     try:
         if m.transactional:
             with c.transaction():
                 for st in statements:
                     c.execute(st.text)
                     done += 1
+                _refuse_invalid(c, m, statements, before)
                 ms = int((time.monotonic() - started) * 1000)
                 c.execute(record, (m.version, m.description, m.script, m.checksum, True, ms))
         else:
             for st in statements:
                 c.execute(st.text)
                 done += 1
+            _refuse_invalid(c, m, statements, before)
             ms = int((time.monotonic() - started) * 1000)
             c.execute(record, (m.version, m.description, m.script, m.checksum, False, ms))
     except psycopg.Error as exc:
@@ -492,7 +572,8 @@ def _apply_one(c: Any, m: Migration) -> dict:
             raise OperationFailed(
                 f"migration {m.version} ran but could not be recorded in {HISTORY_SCHEMA}.{HISTORY_TABLE}: {exc}"
             ) from None
-        raise _failure(m, statements[done], done + 1, len(statements), exc, done) from None
+        left = [] if before is None else sorted(n for oid, n in _invalid_indexes(c).items() if oid not in before)
+        raise _failure(m, statements[done], done + 1, len(statements), exc, done, left) from None
     return {
         "version": m.version,
         "description": m.description,

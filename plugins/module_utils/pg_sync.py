@@ -437,7 +437,11 @@ def _target_checks(d: _Db) -> tuple[list[str], list[str], dict]:
 
 def _probe(target: PgConnection, source: PgConnection, address: dict | None, name: str) -> str | None:
     """Can the target *server* open a replication connection to the source? A disabled subscription
-    without slot connects (to list the tables) and is dropped again without touching the source."""
+    without slot connects (to list the tables) and is dropped again without touching the source.
+
+    It subscribes to a publication of its own name, which does not exist: listing the tables of the
+    stream's real publication (left by an interrupted stage) would look them up in the database
+    ``postgres`` and fail on a missing table, reported as if the connection were refused."""
     probe = (name[: MAX_NAME - 6] + "_probe")[:MAX_NAME]
     with _session(target.with_db("postgres")) as d:
         d.run("SET log_min_error_statement = panic")  # the statement holds the password: keep it out of the log
@@ -449,7 +453,7 @@ def _probe(target: PgConnection, source: PgConnection, address: dict | None, nam
                 sql.SQL(
                     "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (connect = true, enabled = false, create_slot = false, "
                     "slot_name = NONE, copy_data = false)"
-                ).format(sql.Identifier(probe), sql.Literal(conninfo(source, address)), sql.Identifier(name))
+                ).format(sql.Identifier(probe), sql.Literal(conninfo(source, address)), sql.Identifier(probe))
             )
         except psycopg.Error as exc:
             text = (exc.diag.message_primary or str(exc)).strip() if hasattr(exc, "diag") else str(exc)

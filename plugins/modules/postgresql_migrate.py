@@ -64,6 +64,9 @@ notes:
   - Migrations are plain SQL; psql meta-commands (C(\i), C(\set), ...) and C(COPY ... FROM STDIN) are not supported.
   - A non-transactional migration that fails part way leaves its earlier statements committed and is not recorded;
     write such migrations so that they can run again (C(IF NOT EXISTS)).
+  - A failed C(CREATE INDEX CONCURRENTLY) leaves an INVALID index; the failure names it. A migration is never
+    recorded as applied while an index it creates by name (or one that appeared while a non-transactional migration
+    ran) is INVALID, so a re-run whose C(IF NOT EXISTS) skipped the leftover fails until it is dropped.
   - Use C(lookup('file', ...)) for SQL files kept on the controller.
 seealso:
   - module: dualboot.db.postgresql_clone

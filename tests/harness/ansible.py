@@ -169,3 +169,74 @@ def local_deployment(workdir: Path, switch_targets: dict, entries: dict, change:
         **yaml.safe_load((ROOT / "demo" / "changes" / change / "dualboot.yml").read_text()),
     }
     return inventory, variables
+
+
+def run_playbook_killed(
+    playbook: str | Path,
+    before_task: str,
+    extra_vars: dict | None = None,
+    inventory: str = "localhost,",
+    delay: float = 0.0,
+    timeout: float = 600,
+) -> str:
+    """Run a playbook and SIGKILL ansible-playbook and every child (its whole process group) the
+    moment the banner of the first task whose name contains ``before_task`` is printed, ``delay``
+    seconds later (a kill inside that task): the way a crashed control node ends a run. Returns the
+    output up to the kill; fails when the playbook ends before it reaches that task."""
+    import time
+
+    work = Path(tempfile.mkdtemp(prefix="dualboot-ansible-"))
+    os.chmod(work, 0o700)
+    try:
+        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(playbook)]
+        if extra_vars:
+            vf = work / "vars.json"
+            vf.write_text(json.dumps(extra_vars))
+            os.chmod(vf, 0o600)
+            cmd += ["-e", f"@{vf}"]
+        env = {**ansible_env(work), "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT, start_new_session=True)
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("TASK [") and before_task in line:
+                    time.sleep(delay)
+                    _kill_tree(proc.pid)
+                    proc.wait()
+                    return "".join(lines)
+                if time.monotonic() > deadline:
+                    break
+        finally:
+            if proc.poll() is None:
+                _kill_tree(proc.pid)
+                proc.wait()
+        raise AssertionError(f"the playbook never reached a task named like {before_task!r}:\n{''.join(lines)[-4000:]}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants, whatever session they moved to (Ansible's local
+    connection starts modules in their own), children first found, then all at once."""
+    import signal
+
+    for _ in range(2):  # a second sweep catches a child forked while the first one ran
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        tree, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            tree.append(p)
+            todo += children.get(p, [])
+        for p in tree:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

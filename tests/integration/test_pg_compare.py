@@ -256,3 +256,42 @@ def test_sampled_ranges_for_text_keys_and_the_index_walk_for_the_rest(pg):
     finally:
         pg.drop_database(a.name)
         pg.drop_database(b.name)
+
+
+INCLUDED = """
+CREATE TABLE actor (actor_id int NOT NULL, first_name text NOT NULL, last_name text, PRIMARY KEY (actor_id) INCLUDE (first_name));
+INSERT INTO actor SELECT i, 'first ' || i, 'last ' || i FROM generate_series(1, 600) i;
+CREATE TABLE listed (code text NOT NULL, note text, UNIQUE (code) INCLUDE (note));  -- nullable INCLUDE column: still a key
+INSERT INTO listed SELECT 'c' || i, CASE WHEN i % 3 = 0 THEN NULL ELSE 'n' || i END FROM generate_series(1, 600) i;
+CREATE TABLE payload (id int NOT NULL, region text NOT NULL, doc json NOT NULL, spot point NOT NULL, body xml NOT NULL,
+  PRIMARY KEY (region, id) INCLUDE (doc, spot, body)) PARTITION BY LIST (region);
+CREATE TABLE payload_eu PARTITION OF payload FOR VALUES IN ('eu');
+CREATE TABLE payload_us PARTITION OF payload FOR VALUES IN ('us');
+INSERT INTO payload SELECT i, CASE WHEN i % 2 = 0 THEN 'eu' ELSE 'us' END, json_build_object('i', i), point(i, i), xmlelement(name x, i)
+  FROM generate_series(1, 600) i;
+ANALYZE;
+"""
+
+
+def test_include_columns_are_not_key_columns_whatever_their_type(pg):
+    """A key's INCLUDE columns (indnkeyatts) are row data: a json, point or xml one has no order and must not be walked."""
+    a, b = pg.create_database(), pg.create_database()
+    try:
+        for db in (a, b):
+            db.execute(INCLUDED)
+        r = pg_compare.compare(a.conn, b.conn, chunk_rows=100)
+        by = {t["table"]: t for t in r["tables"]}
+        assert by["public.actor"]["key"] == ["actor_id"] and by["public.actor"]["method"] == "key ranges (one pass)"
+        assert by["public.listed"]["key"] == ["code"] and by["public.listed"]["method"] == "key ranges (one pass, sampled bounds)"
+        assert by["public.payload"]["key"] == ["region", "id"] and by["public.payload"]["method"] == "key ranges"
+        assert r["equal"] and by["public.payload"]["ranges"] >= 6
+        b.execute("UPDATE actor SET first_name = 'x' WHERE actor_id = 7; UPDATE listed SET note = NULL WHERE code = 'c8'")
+        b.execute("UPDATE payload SET doc = '{\"i\": 9}', spot = point(0, 0) WHERE id = 9")
+        r = pg_compare.compare(a.conn, b.conn, chunk_rows=100, show_rows=True, fail_on_mismatch=False)
+        by = {t["table"]: t for t in r["tables"]}
+        assert sorted(t for t in by if not by[t]["equal"]) == ["public.actor", "public.listed", "public.payload"]
+        (rng,) = by["public.payload"]["mismatched_ranges"]
+        assert [row["key"] for row in rng["rows"]] == [{"region": "us", "id": 9}]
+    finally:
+        pg.drop_database(a.name)
+        pg.drop_database(b.name)

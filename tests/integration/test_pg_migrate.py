@@ -144,6 +144,63 @@ def test_non_transactional_failure_says_what_stayed_committed(staged):
     assert staged.scalar("SELECT to_regclass('a2')") is not None and history(staged) == []
 
 
+DUPLICATES = "INSERT INTO users (user_name) SELECT user_name FROM users WHERE user_id <= 3"
+
+
+def invalid_indexes(db) -> list[str]:
+    return [r[0] for r in db.query("SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid ORDER BY 1")]
+
+
+@pytest.mark.parametrize("first", ["", "CREATE TABLE a1 (id int);\n"], ids=["alone", "after-a-committed-statement"])
+def test_failed_concurrent_unique_index_names_the_invalid_index_it_left(staged, first):
+    """CREATE UNIQUE INDEX CONCURRENTLY failing on duplicates leaves an INVALID index: the message says so, never 'nothing'."""
+    staged.execute(DUPLICATES)
+    sql = first + "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_name_key ON users (user_name);\n"
+    with pytest.raises(OperationFailed, match="could not create unique index") as exc:
+        pg_migrate.migrate(staged.conn, migrations=[{"version": "1", "sql": sql, "transactional": False}])
+    assert invalid_indexes(staged) == ["users_name_key"]
+    text = str(exc.value)
+    assert "nothing of it was committed" not in text
+    assert "left the INVALID index public.users_name_key" in text and "not recorded as applied" in text
+    assert "DROP INDEX CONCURRENTLY public.users_name_key;" in exc.value.hint
+    assert exc.value.details["failed_migration"]["invalid_indexes"] == ["public.users_name_key"]
+    assert history(staged) == []
+
+
+def test_rerun_does_not_record_a_migration_whose_index_is_invalid(staged):
+    """The re-run's IF NOT EXISTS skips the invalid leftover: the migration fails instead of being recorded as applied."""
+    staged.execute(DUPLICATES)
+    migration = {
+        "version": "1",
+        "sql": "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_name_key ON users (user_name)",
+        "transactional": False,
+    }
+    with pytest.raises(OperationFailed):
+        pg_migrate.migrate(staged.conn, migrations=[migration])
+    staged.execute("DELETE FROM users WHERE user_id > 2000")  # the duplicates are fixed, the invalid index stays
+    with pytest.raises(OperationFailed, match="index public.users_name_key .* is INVALID") as exc:
+        pg_migrate.migrate(staged.conn, migrations=[migration])
+    assert "not recorded as applied" in str(exc.value) and "DROP INDEX CONCURRENTLY public.users_name_key;" in exc.value.hint
+    assert history(staged) == []
+    # A transactional migration that names it is refused the same way (and rolled back).
+    with pytest.raises(OperationFailed, match="is INVALID"):
+        pg_migrate.migrate(
+            staged.conn,
+            migrations=[
+                {
+                    **migration,
+                    "sql": "CREATE TABLE a3 (id int); CREATE UNIQUE INDEX IF NOT EXISTS users_name_key ON users (user_name)",
+                    "transactional": True,
+                }
+            ],
+        )
+    assert staged.scalar("SELECT to_regclass('a3')") is None
+    staged.execute("DROP INDEX CONCURRENTLY users_name_key")
+    r = pg_migrate.migrate(staged.conn, migrations=[migration])
+    assert r["applied"][0]["version"] == "1" and invalid_indexes(staged) == []
+    assert history(staged) == [("1", "inline", False)]
+
+
 def test_out_of_order_version_is_refused(staged):
     pg_migrate.migrate(staged.conn, migrations=[{"version": "2", "sql": "CREATE TABLE t2 (id int)"}])
     with pytest.raises(InvalidInput, match="migration\\(s\\) 1.5 are pending but version 2 is already applied"):

@@ -18,7 +18,7 @@ import uuid
 import psycopg
 import pytest
 import yaml
-from harness.ansible import local_deployment, run_playbook
+from harness.ansible import local_deployment, run_playbook, run_playbook_killed
 from harness.paths import ROOT
 from harness.pgbouncer import PgBouncer, install_role
 
@@ -222,3 +222,54 @@ def test_a_failed_sync_stage_removes_its_stream(deployment, tmp_path):
     assert "few_users" in out
     assert slots(d["pg"]) == [] and d["blue"].scalar("SELECT count(*) FROM pg_publication") == 0
     assert d["green"].scalar("SELECT count(*) FROM pg_subscription") == 0
+
+
+# A sync stage killed with its control node (ansible-playbook and every child SIGKILLed) after each
+# of its steps, and once inside the rebuild: the next stage, of either method, removes what the
+# killed one left (found by name) and says so; afterwards nothing but the new stage's own stream is
+# there. `make test` runs two kill points; `make matrix` runs the others.
+SYNC_STAGE_KILLS = [
+    pytest.param("Rebuild the staged entry", 0.0, id="before-rebuild", marks=pytest.mark.matrix),
+    pytest.param("Rebuild the staged entry", 1.5, id="inside-rebuild"),
+    pytest.param("Wait for the initial copy", 0.0, id="before-initial-catch-up", marks=pytest.mark.matrix),
+    pytest.param("Apply the migrations to the staged entry", 0.0, id="before-migrate"),
+    pytest.param("The stream still applies", 0.0, id="before-final-catch-up", marks=pytest.mark.matrix),
+    pytest.param("Record the stage evidence", 0.0, id="before-evidence", marks=pytest.mark.matrix),
+]
+
+
+def stream_parts(d: dict) -> dict:
+    return {
+        "slots": slots(d["pg"]),
+        "publications": [r[0] for r in d["blue"].query("SELECT pubname FROM pg_publication ORDER BY 1")],
+        "subscriptions": [r[0] for r in d["pg2"].db("postgres").query("SELECT subname FROM pg_subscription ORDER BY 1")],
+        "green_databases": sorted(n for n in d["pg2"].databases() if d["green"].name in n),
+    }
+
+
+@pytest.mark.parametrize(("task", "delay"), SYNC_STAGE_KILLS)
+def test_a_killed_sync_stage_is_cleaned_up_by_the_next_one(deployment, task, delay):
+    d = deployment
+    run_playbook_killed("dualboot.db.stage", task, d["vars"], inventory=str(d["inventory"]), delay=delay)
+    rc, out = play(d, "stage")
+    assert rc == 0, out[-4000:]
+    assert stream_parts(d) == {
+        "slots": ["dualboot_shop_green"],
+        "publications": ["dualboot_shop_green"],
+        "subscriptions": ["dualboot_shop_green"],
+        "green_databases": [d["green"].name],
+    }, out[-4000:]
+    assert d["green"].scalar("SELECT count(*) FROM users") == 300
+
+
+@pytest.mark.parametrize(
+    ("task", "delay"),
+    [pytest.param("Rebuild the staged entry", 1.5, id="inside-rebuild", marks=pytest.mark.matrix), SYNC_STAGE_KILLS[3]],
+)
+def test_a_copy_stage_after_a_killed_sync_stage_removes_its_stream(deployment, task, delay):
+    d = deployment
+    run_playbook_killed("dualboot.db.stage", task, d["vars"], inventory=str(d["inventory"]), delay=delay)
+    rc, out = play(d, "stage", dualboot_stage_method="copy")
+    assert rc == 0, out[-4000:]
+    assert stream_parts(d) == {"slots": [], "publications": [], "subscriptions": [], "green_databases": [d["green"].name]}
+    assert d["green"].scalar("SELECT count(*) FROM users") == 300
