@@ -91,7 +91,7 @@ def test_check_mode_stage_says_what_it_would_do(deployment, inline):  # noqa: F8
     assert rc == 0, out[-4000:]
     assert state(d) == before
     would = "apply 2 migration(s): 1, 2 on green" if inline else "apply 1 migration(s): 1 on green"
-    assert re.search(r"would copy blue -> green by \w+, then " + would, out), out[-3000:]
+    assert re.search(r"would copy blue -> green by \w+, then " + re.escape(would), out), out[-3000:]
     assert not (d["dir"] / "work" / "shop").exists() or not any((d["dir"] / "work" / "shop").iterdir())
 
 
@@ -284,7 +284,9 @@ def test_docs_project_example(deployment, tmp_path):  # noqa: F811
         site[host] = {
             **site[host],
             "dualboot_record_dir": str(tmp_path / "records" / host),
-            "dualboot_app_reload": {},  # read per host: there is no service "shop" here
+            # Read per host: there is no service "shop" and no health endpoint here.
+            "dualboot_app_reload": {},
+            "dualboot_health_checks": [{"name": "smoke test of the new version", "command": [sys.executable, "-c", smoke]}],
             "dualboot_switch_targets": [{"format": "dotenv", "path": str(env), "key": "DATABASE_URL", "template": TEMPLATE}],
         }
     for host, hv in site.items():
