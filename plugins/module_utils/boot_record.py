@@ -53,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
+import difflib
 import fcntl
 import getpass
 import json
@@ -142,6 +143,90 @@ def same_postgresql_database(entry: dict, host: str, port: int, dbname: str) -> 
 
 
 # --------------------------------------------------------------------------------------------
+# Names and entries, checked before anything is written.
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def name_problems(name: object) -> list[str]:
+    """Why ``name`` cannot name a deployment (it names the record file and the reports): empty when it can."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+        return [
+            f"the deployment name {name!r} is not a plain file name: use letters, digits, '.', '_' and '-' "
+            "(not starting with '.' or '-', no '/')"
+        ]
+    return []
+
+
+def _entry_spec(engine: str) -> dict:
+    """Connection options an entry of ``engine`` may hold: the modules' own, by their canonical names."""
+    if engine == "mongodb":
+        from ansible_collections.dualboot.db.plugins.module_utils.mongodb import connection_spec
+
+        return {**connection_spec(with_defaults=False), "database": {"type": "str"}}
+    from ansible_collections.dualboot.db.plugins.module_utils.postgresql import connection_spec
+
+    return connection_spec(with_defaults=False)
+
+
+def _type_problem(key: str, value: Any, spec: dict) -> str | None:
+    kind = spec.get("type", "str")
+    ok = {
+        "int": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, str) and v.isdigit()),
+        "bool": lambda v: isinstance(v, bool),
+        "dict": lambda v: isinstance(v, dict),
+    }.get(kind, lambda v: isinstance(v, str))
+    if not ok(value):
+        return f"{key} must be {'an' if kind == 'int' else 'a'} {kind}, not a {type(value).__name__}"
+    if kind == "int" and key.endswith("_port") and not 0 < int(value) < 65536:
+        return f"{key} must be a port number (1-65535)"
+    if spec.get("choices") and value not in spec["choices"]:
+        return f"{key} must be one of {', '.join(spec['choices'])}"
+    return None
+
+
+def entry_problems(engine: str, entries: object) -> list[str]:
+    """Every reason ``entries`` cannot be the boot entries of an ``engine`` deployment, naming keys, never values.
+
+    Known keys are the connection options of the engine's modules (plus ``database`` for MongoDB), by
+    their canonical names; an unknown key is refused with the closest known one, so a misspelt
+    ``login_passwd`` is never mistaken for a harmless setting and stored.
+    """
+    if engine not in ENGINES:
+        return [f"engine must be postgresql or mongodb, not {engine!r}"]
+    if not isinstance(entries, dict) or len(entries) < 2 or not all(isinstance(v, dict) for v in entries.values()):
+        return ["dualboot_entries must map at least two entry names to connection settings (a dict of dicts)"]
+    spec = _entry_spec(engine)
+    needed = "database" if engine == "mongodb" else "login_db"
+    problems = []
+    for name, entry in entries.items():
+        if name_problems(name):
+            problems.append(f"entry name {name!r} is not a plain name: use letters, digits, '.', '_' and '-'")
+        for key in entry:
+            if key not in spec:
+                close = difflib.get_close_matches(str(key), list(spec), n=1, cutoff=0.6)
+                guess = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"entry {name}: unknown key {key!r}{guess}; known: {', '.join(spec)}")
+            else:
+                wrong = _type_problem(key, entry[key], spec[key])
+                if wrong:
+                    problems.append(f"entry {name}: {wrong}")
+        if needed not in entry:
+            problems.append(f"entry {name}: {needed} is missing (the database this entry boots into)")
+    return problems
+
+
+def public_entries(engine: str, entries: dict) -> dict:
+    """Entries as a boot record keeps them: known keys only, no password, ports as numbers. Call after :func:`entry_problems`."""
+    spec = _entry_spec(engine)
+    out = {}
+    for name, entry in entries.items():
+        kept = {k: v for k, v in entry.items() if k in spec and k not in SECRET_KEYS}
+        out[name] = {k: int(v) if spec[k].get("type") == "int" else v for k, v in kept.items()}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # The writing side.
 
 
@@ -168,7 +253,7 @@ def find_secrets(value: Any, where: str = "") -> list[str]:
         for key, item in value.items():
             name = str(key).lower()
             here = f"{where}.{key}" if where else str(key)
-            if name in _SECRET_NAMES or name.endswith("_password"):
+            if name in _SECRET_NAMES or name.endswith("_password") or _looks_secret(name):
                 found.append(here)
             else:
                 found += find_secrets(item, here)
@@ -178,6 +263,15 @@ def find_secrets(value: Any, where: str = "") -> list[str]:
     elif isinstance(value, str) and _URI_PASSWORD.match(value):
         found.append(f"{where} (a URI with a password)")
     return found
+
+
+def _looks_secret(name: str) -> bool:
+    """A key that names a secret by another spelling (login_passwd, db_pwd, api_secret); *_var and *_file are references."""
+    if name.endswith(("_var", "_file")):
+        return False
+    return any(part in name for part in ("pass", "pwd", "secret", "token")) or bool(
+        difflib.get_close_matches(name, ["login_password", "password"], n=1, cutoff=0.85)
+    )
 
 
 def _refuse_secrets(value: Any, what: str) -> None:
@@ -355,6 +449,7 @@ def define(
                 hint="e.g. {blue: {login_host: db1, login_db: shop}}.",
             )
         _refuse_secrets(entries, "entries")
+        entries = _ports_as_numbers(entries)
     if record is None:
         if engine not in ENGINES:
             raise InvalidInput("a new boot record needs engine (postgresql or mongodb).", hint="set engine.")
@@ -404,6 +499,20 @@ def define(
         "msg": f"updated the entries of boot record {name}: {', '.join(entries)}"
         + (f" (evidence dropped for moved {', '.join(moved)})" if moved else "")
     }
+
+
+def _ports_as_numbers(entries: dict) -> dict:
+    """Entries with every *_port a number: a port stored as text would make every record look changed."""
+    out = {}
+    for name, entry in entries.items():
+        out[name] = dict(entry)
+        for key, value in entry.items():
+            if key.endswith("_port"):
+                wrong = _type_problem(key, value, {"type": "int"})
+                if wrong:
+                    raise InvalidInput(f"entry {name}: {wrong}.", hint=f"give {key} as a number, e.g. 5432.")
+                out[name][key] = int(value)
+    return out
 
 
 def record_evidence(
@@ -717,6 +826,9 @@ def unlock(
 
 def execute(params: dict, check_mode: bool) -> dict:
     """The ``boot_record`` module: one state, one change (see the module's documentation)."""
+    problems = name_problems(params["name"])
+    if problems:
+        raise InvalidInput(f"{problems[0]}.", hint="the name is the boot record's file name: set name (dualboot_name) to a plain name.")
     path = params.get("path") or default_path(params["name"])
     user = _user()
     operator = params.get("operator") or None

@@ -354,3 +354,38 @@ def test_a_journal_step_renews_the_lock(record):
     rec, _facts = br.lock(br.load_record(str(record)), "alice", "r1", ttl=60, now=T0, plan={**PLAN, "run_id": "r1"})
     rec, _facts = br.journal(rec, "r1", "frozen", now=T0 + datetime.timedelta(seconds=50))
     assert rec["lock"]["expires"] == "2026-11-21T16:01:50Z" and rec["lock"]["acquired"] == "2026-11-21T16:00:00Z"
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../etc", "", "-x", ".hidden"])
+def test_names_that_are_not_plain_file_names_are_refused(tmp_path, name):
+    with pytest.raises(InvalidInput, match="not a plain file name"):
+        br.execute({"name": name, "state": "query"}, check_mode=False)
+
+
+def test_entry_problems_name_keys_with_a_guess_and_never_values():
+    entries = {
+        "blue": {"login_host": "db1", "login_port": "54x", "login_passwd": "s3cret-value", "login_db": "a"},
+        "green": {"login_host": "db1", "login_port": 5432, "login_db": "b", "ssl_mode": "sometimes"},
+    }
+    problems = br.entry_problems("postgresql", entries)
+    text = "; ".join(problems)
+    assert "entry blue: unknown key 'login_passwd' (did you mean 'login_password'?)" in text
+    assert "entry blue: login_port must be an int" in text
+    assert "entry green: ssl_mode must be one of" in text
+    assert "s3cret-value" not in text
+    assert br.entry_problems("mongodb", {"a": {"login_host": "m"}, "b": {"database": "x"}}) == [
+        "entry a: database is missing (the database this entry boots into)"
+    ]
+
+
+def test_public_entries_keep_known_keys_without_secrets_and_ports_as_numbers():
+    entries = {"blue": {"login_host": "db1", "login_port": "5433", "login_password": "pw", "login_db": "a"}}
+    assert br.public_entries("postgresql", entries) == {"blue": {"login_host": "db1", "login_port": 5433, "login_db": "a"}}
+
+
+def test_define_refuses_secret_lookalikes_and_text_ports(tmp_path):
+    path = str(tmp_path / "r.json")
+    for entry, match in (({"login_passwd": "x"}, "would store a secret"), ({"login_port": "one"}, "login_port must be an int")):
+        with pytest.raises(InvalidInput, match=match):
+            run(path, "defined", engine="postgresql", entries={"blue": {"login_db": "a", **entry}, "green": {}}, default="blue")
+    assert not os.path.exists(path)
