@@ -91,7 +91,7 @@ def main() -> None:
         rows = []
         marker = None
         for i in range(args.repeat):
-            r, _ = timed(f"backup without fingerprint #{i + 1}", pid, lambda: backup(conn, "bench", work, False))
+            r, _result = timed(f"backup without fingerprint #{i + 1}", pid, lambda: backup(conn, "bench", work, False))
             rows.append(r)
             r, b = timed(f"backup with fingerprint #{i + 1}", pid, lambda: backup(conn, "bench", work, True))
             rows.append(r)
@@ -100,9 +100,9 @@ def main() -> None:
         r, d = timed("drift check (mongodb_drift)", pid, lambda: mdr.drift(conn, "bench", marker))
         assert d["drift"] is False and d["documents_read"] == args.docs
         rows.append(r)
-        r, _ = timed("plain find(), documents decoded", pid, lambda: read_all(client, "bench", raw=False))
+        r, _result = timed("plain find(), documents decoded", pid, lambda: read_all(client, "bench", raw=False))
         rows.append(r)
-        r, _ = timed("find_raw_batches, no decoding", pid, lambda: read_all(client, "bench", raw=True))
+        r, _result = timed("find_raw_batches, no decoding", pid, lambda: read_all(client, "bench", raw=True))
         rows.append(r)
         for r in rows:
             r["mb_per_second"] = round(nbytes / 1e6 / r["seconds"], 2)
