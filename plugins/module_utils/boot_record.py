@@ -346,7 +346,11 @@ def apply(path: str, change: Callable[[dict | None], tuple[dict | None, dict]], 
         after, facts = change(copy.deepcopy(before))
         changed = _comparable(after) != _comparable(before)
         if changed:
-            after["updated"] = iso(utc_now())
+            # ``updated`` is when the content last changed: a run's lock, taken and released again,
+            # leaves the record as it was, byte for byte.
+            unlocked = [{k: v for k, v in (r or {}).items() if k != "lock"} for r in (_comparable(after), _comparable(before))]
+            same_content = before is not None and unlocked[0] == unlocked[1] and "updated" in before
+            after["updated"] = before["updated"] if same_content else iso(utc_now())
             if not check_mode:
                 write_record(path, after)
     shown = after if after is not None else before

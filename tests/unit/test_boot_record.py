@@ -6,6 +6,7 @@ import datetime
 import json
 import multiprocessing
 import os
+import time
 
 import pytest
 
@@ -389,3 +390,13 @@ def test_define_refuses_secret_lookalikes_and_text_ports(tmp_path):
         with pytest.raises(InvalidInput, match=match):
             run(path, "defined", engine="postgresql", entries={"blue": {"login_db": "a", **entry}, "green": {}}, default="blue")
     assert not os.path.exists(path)
+
+
+def test_a_lock_taken_and_released_leaves_the_record_byte_for_byte(record):
+    before = record.read_bytes()
+    time.sleep(1.1)  # a new `updated` would differ by the second
+    assert run(record, "locked", run_id="stage-1")["changed"]
+    assert run(record, "unlocked", run_id="stage-1")["changed"]
+    assert record.read_bytes() == before
+    run(record, "evidence", entry="green", stage={"run_id": "s1"})
+    assert json.loads(record.read_text())["updated"] != json.loads(before)["updated"]
