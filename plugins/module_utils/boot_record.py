@@ -873,7 +873,31 @@ def execute(params: dict, check_mode: bool) -> dict:
     }
     if state not in changes:
         raise InvalidInput(f"unknown state {state!r}.", hint="use query, defined, evidence, switched, locked, unlocked or journal.")
+    if check_mode and state in _WOULD_AFTER_DEFINE and read_record(path) is None:
+        return _would_after_define(path, state)
     return apply(path, changes[state], check_mode)
+
+
+# In check mode before the first define (a first ``stage --check``), what each change would do once
+# the run has defined the record; a real run without a record still refuses.
+_WOULD_AFTER_DEFINE = {
+    "locked": "would take the lock",
+    "evidence": "would record the evidence",
+    "journal": "would journal the phase",
+    "switched": "would switch the default entry",
+    "unlocked": "would release the lock",
+}
+
+
+def _would_after_define(path: str, state: str) -> dict:
+    return {
+        "changed": state != "unlocked",
+        "path": path,
+        "exists": False,
+        "record": None,
+        "diff": {"before": "", "after": "", "before_header": path, "after_header": path},
+        "msg": f"check mode: there is no boot record at {path} yet; a real run defines it first, then {_WOULD_AFTER_DEFINE[state]}",
+    }
 
 
 def _plan(params: dict, user: str) -> dict | None:

@@ -17,8 +17,11 @@ def ensure_collection_path() -> Path:
     if not link.exists():
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink():
-            link.unlink()
-        link.symlink_to(ROOT)
+            link.unlink(missing_ok=True)
+        try:
+            link.symlink_to(ROOT)
+        except FileExistsError:  # another test worker made it at the same moment
+            pass
     if str(COLLECTIONS) not in sys.path:
         sys.path.insert(0, str(COLLECTIONS))
     return COLLECTIONS

@@ -146,6 +146,23 @@ def test_check_mode_computes_without_writing_and_diff_shows_what_an_operator_rea
     assert fresh["changed"] and fresh["diff"]["before"] == "" and not (record.parent / "new.json").exists()
 
 
+def test_check_mode_before_the_first_define_says_what_a_run_would_do(tmp_path):
+    """A first ``stage --check``: the record is not there yet (a real run defines it first), so the lock,
+    the evidence and the unlock say what they would do instead of failing with "define it first"."""
+    path = tmp_path / "dualboot" / "shop.json"
+    for state, params, changed in (
+        ("locked", {"run_id": "r1"}, True),
+        ("evidence", {"entry": "green", "stage": {"backup_id": "b1"}}, True),
+        ("journal", {"run_id": "r1", "phase": "frozen"}, True),
+        ("unlocked", {"run_id": "r1"}, False),
+    ):
+        result = run(path, state, check_mode=True, **params)
+        assert result["changed"] is changed and not result["exists"] and "would" in result["msg"], (state, result)
+    assert not path.parent.exists()
+    with pytest.raises(InvalidInput, match="no boot record yet"):
+        run(path, "locked", run_id="r1")
+
+
 def test_evidence_stage_then_verify(record):
     r = run(record, "evidence", entry="green", stage={"backup_id": "b1"})
     assert r["changed"] and r["record"]["staged"] == "green" and r["record"]["evidence"]["green"]["stage"]["backup_id"] == "b1"
