@@ -7,6 +7,9 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 # A private Ansible home: a copy of the collection installed under ~/.ansible must not shadow the work tree.
 export ANSIBLE_HOME := $(CURDIR)/.cache/ansible-home
 PYTEST_ARGS ?=
+# The integration layer runs its tests side by side (pytest-xdist): a test spends much of its time
+# waiting on servers and on ansible-playbook's own start-up, so three workers keep two cores busy.
+PYTEST_WORKERS ?= 3
 
 .PHONY: help setup setup-image demo test matrix lint ruff ansible-lint sanity sanity-cores unit integration molecule build changelog clean
 
@@ -49,11 +52,11 @@ unit: setup
 	@scripts/pytest.sh tests/unit $(PYTEST_ARGS)
 
 integration: setup
-	@scripts/pytest.sh tests/integration -m "not matrix" $(PYTEST_ARGS)
+	@scripts/pytest.sh tests/integration -m "not matrix" -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The wide sweeps left out of `make test` (every kill point, every version): see README's development table.
 matrix: setup
-	@scripts/pytest.sh tests/integration -m matrix $(PYTEST_ARGS)
+	@scripts/pytest.sh tests/integration -m matrix -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 molecule: setup-image
 	@scripts/with-dockerd.sh scripts/molecule.sh

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 
+import pytest
 import yaml
 from harness.ansible import ansible_bin, ansible_env, local_deployment, run_playbook
 
@@ -113,6 +114,7 @@ def test_user_module_defaults_for_postgresql_and_all_groups_do_not_reach_role_ca
         pg2.drop_database(green)
 
 
+@pytest.mark.matrix  # make test: the PostgreSQL twin of this test
 def test_user_module_defaults_for_mongodb_and_all_groups_do_not_reach_role_calls(tmp_path, mongo):
     blue, green = mongo.new_db_name(), mongo.new_db_name()
     client = mongo.client()

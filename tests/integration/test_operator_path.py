@@ -45,6 +45,7 @@ def step(d: dict, name: str, **extra) -> str:
     return out
 
 
+@pytest.mark.matrix  # make test: test_docs_project_example walks the same steps, --check before each
 def test_forward_back_and_forward_again_with_no_extra_variables(deployment):  # noqa: F811
     d = deployment
     rc, out = play(d, "stage")  # the first stage creates the boot records: --check needs them to compare
@@ -74,7 +75,7 @@ def test_second_stage_and_second_verify_change_nothing(deployment):  # noqa: F81
     assert sorted(p.suffix for p in (d["dir"] / "reports").iterdir()) == [".json", ".md"]
 
 
-@pytest.mark.parametrize("inline", [False, True], ids=["dir", "inline"])
+@pytest.mark.parametrize("inline", [False, pytest.param(True, marks=pytest.mark.matrix)], ids=["dir", "inline"])
 def test_check_mode_stage_says_what_it_would_do(deployment, inline):  # noqa: F811
     d = deployment
     rc, out = play(d, "stage")
@@ -170,7 +171,7 @@ def test_edited_migration_file_is_noticed(deployment, tmp_path):  # noqa: F811
     assert d["green"].scalar("SELECT obj_description('users'::regclass)") == "edited"
 
 
-def test_password_never_in_argv_or_verbose_output(deployment):  # noqa: F811
+def test_password_never_in_argv_or_verbose_output_of_any_step(deployment):  # noqa: F811
     import os
     import subprocess
     import sys
@@ -210,7 +211,7 @@ def test_password_never_in_argv_or_verbose_output(deployment):  # noqa: F811
     sampler.start()
     try:
         outs = []
-        for name in ("stage", "verify"):
+        for name in ("stage", "verify", "cutover", "rollback"):
             cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-vvv", "-i", str(d["inventory"]), f"dualboot.db.{name}"]
             proc = subprocess.run([*cmd, "-e", f"@{vf}"], capture_output=True, text=True, env=ansible_env(work), timeout=900, check=False)
             outs.append(proc.stdout + proc.stderr)
@@ -218,7 +219,7 @@ def test_password_never_in_argv_or_verbose_output(deployment):  # noqa: F811
     finally:
         done.set()
         sampler.join()
-    assert "verify PASSED" in outs[-1]
+    assert "verify PASSED" in outs[1] and "cutover DONE" in outs[2] and "rollback DONE" in outs[3], outs[3][-2000:]
     assert not seen, f"the password was in the argv of: {seen[:3]}"
     assert all(password not in out for out in outs), "the password was in the -vvv output"
     assert not list((d["dir"] / "work").rglob("env-*")), "the connection file was left behind"
@@ -308,10 +309,17 @@ def test_docs_project_example(deployment, tmp_path):  # noqa: F811
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         }
     )
+
+    def looked_at() -> dict:
+        return {str(p): p.read_bytes() for p in [*(tmp_path / "records").rglob("*.json"), *d["hosts"].values()]}
+
     for command in commands:
+        before = looked_at()
         proc = subprocess.run(["bash", "-c", command], cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, f"{command}:\n{out[-4000:]}"
+        if command.endswith("--check"):  # looks, says what the step would do, changes nothing
+            assert "would" in out.lower() and looked_at() == before, f"{command}:\n{out[-4000:]}"
     installed = project / "collections" / "ansible_collections" / "dualboot" / "db"
     assert (installed / "MANIFEST.json").exists() and not list(installed.rglob("*.json.lock"))
     assert not list(installed.rglob("*verify.md")), "nothing may be written into the installed collection"

@@ -347,6 +347,7 @@ def record(d: dict) -> dict:
     return json.loads((d["dir"] / "records" / "app1.json").read_text())
 
 
+@pytest.mark.matrix  # make test: the molecule postgresql scenario runs R1 and R2 through every step as a managed owner role
 def test_r1_then_r2_through_the_lifecycle_roles_as_the_owner_role(shop):
     d = shop()
     for step in ("stage", "verify", "cutover"):

@@ -230,7 +230,7 @@ def test_a_failed_sync_stage_removes_its_stream(deployment, tmp_path):
 # there. `make test` runs two kill points; `make matrix` runs the others.
 SYNC_STAGE_KILLS = [
     pytest.param("Rebuild the staged entry", 0.0, id="before-rebuild", marks=pytest.mark.matrix),
-    pytest.param("Rebuild the staged entry", 1.5, id="inside-rebuild"),
+    pytest.param("Rebuild the staged entry", 1.5, id="inside-rebuild", marks=pytest.mark.matrix),
     pytest.param("Wait for the initial copy", 0.0, id="before-initial-catch-up", marks=pytest.mark.matrix),
     pytest.param("Apply the migrations to the staged entry", 0.0, id="before-migrate"),
     pytest.param("The stream still applies", 0.0, id="before-final-catch-up", marks=pytest.mark.matrix),
