@@ -346,6 +346,9 @@ SELECT 'event_trigger', quote_ident(e.evtname) FROM pg_event_trigger e
  WHERE %(schemas)s::text[] IS NULL AND {_not_ext("pg_event_trigger", "e.oid")}
 """
 
+_MULTIRANGE = """(SELECT format('%%I.%%I', mn.nspname, mt.typname) FROM pg_type mt JOIN pg_namespace mn ON mn.oid = mt.typnamespace
+    WHERE mt.oid = r.rngmultitypid)"""
+
 Q_RANGES = f"""
 SELECT n.nspname, t.typname, format_type(r.rngsubtype, NULL),
   (SELECT format('%%I.%%I', cn.nspname, opc.opcname) FROM pg_opclass opc JOIN pg_namespace cn ON cn.oid = opc.opcnamespace
@@ -354,8 +357,7 @@ SELECT n.nspname, t.typname, format_type(r.rngsubtype, NULL),
     THEN (SELECT format('%%I.%%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
           WHERE co.oid = r.rngcollation) END,
   NULLIF(r.rngcanonical, 0)::regproc::text, NULLIF(r.rngsubdiff, 0)::regproc::text,
-  (SELECT format('%%I.%%I', mn.nspname, mt.typname) FROM pg_type mt JOIN pg_namespace mn ON mn.oid = mt.typnamespace
-    WHERE mt.oid = r.rngmultitypid),
+  {_MULTIRANGE},
   d.description
 FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid JOIN pg_namespace n ON n.oid = t.typnamespace {_desc("pg_type", "t.oid")}
 WHERE {_NS.format(n="n")} AND {_not_ext("pg_type", "t.oid")}
@@ -738,13 +740,42 @@ class Lazy:
         return [(k, self[k]) for k in self.rows]
 
 
+# Catalog columns and functions newer than the oldest supported server (PostgreSQL 13), and what stands for
+# them before: the value every object has there (no SQL-standard function body, no per-column compression,
+# NULLs distinct in unique indexes). Keyed by the version that introduced them.
+SINCE = {
+    140000: (
+        ("CASE WHEN p.prosqlbody IS NOT NULL THEN pg_get_function_sqlbody(p.oid) ELSE p.prosrc END", "p.prosrc"),
+        ("NULLIF(a.attcompression, '')", "NULL::text"),
+        # A range type's multirange: before 14 none, but an upgrade creates it under its default name (what
+        # makeMultirangeTypeName() does): the same range on 13 and on 17 is no change.
+        (
+            _MULTIRANGE,
+            "format('%%I.%%I', n.nspname, CASE WHEN strpos(t.typname, 'range') > 0"
+            " THEN overlay(t.typname placing 'multirange' from strpos(t.typname, 'range') for 5) ELSE t.typname || '_multirange' END)",
+        ),
+    ),
+    150000: (("i.indnullsnotdistinct", "false"),),
+}
+
+
+def for_version(sql: str, version: int) -> str:
+    """``sql`` as the server of ``version`` (``server_version_num``) can run it (see :data:`SINCE`)."""
+    for since, subs in SINCE.items():
+        if version < since:
+            for newer, older in subs:
+                sql = sql.replace(newer, older)
+    return sql
+
+
 def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_column_order: bool = False) -> dict:
     """Run the per-kind catalog queries on an open cursor (inside the caller's snapshot)."""
     p = {"schemas": list(schemas) if schemas else None, "grants": with_grants}
     objects: dict = {k: {} for k in KINDS}
+    server = server_version(cur)
 
     def rows(sql: str) -> list:
-        cur.execute(sql, p)
+        cur.execute(for_version(sql, server), p)
         return cur.fetchall()
 
     for nsp, owner, acl, comment in rows(Q_SCHEMAS):

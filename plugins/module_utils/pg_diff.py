@@ -59,6 +59,12 @@ _VARCHAR = re.compile(r"character varying(?:\((\d+)\))?$")
 _NUMERIC = re.compile(r"numeric(?:\((\d+),(\d+)\))?$")
 
 
+def default_multirange(schema: str, name: str) -> str:
+    """The multirange type PostgreSQL 14+ creates with range type ``name`` (makeMultirangeTypeName())."""
+    i = name.find("range")
+    return qname(schema, f"{name[:i]}multirange{name[i + 5 :]}" if i >= 0 else f"{name}_multirange")
+
+
 def diff(source: dict, target: dict) -> list[dict]:
     """Change records turning ``source`` into ``target``, sorted stably."""
     records = []
@@ -823,7 +829,8 @@ class _SqlBuilder:
             parts = [f"SUBTYPE = {a['subtype']}"]
             for key, word in (("subtype_opclass", "SUBTYPE_OPCLASS"), ("collation", "COLLATION"), ("canonical", "CANONICAL"),
                               ("subtype_diff", "SUBTYPE_DIFF"), ("multirange", "MULTIRANGE_TYPE_NAME")):  # fmt: skip
-                if a.get(key):
+                # The default multirange name is left out: the statement then runs on PostgreSQL 13 too.
+                if a.get(key) and not (key == "multirange" and a[key] == default_multirange(r["schema"], r["name"])):
                     parts.append(f"{word} = {a[key]}")
             self.emit("create_types", f"CREATE TYPE {name} AS RANGE ({', '.join(parts)});")
             self._type_comment(r, "range_type")
