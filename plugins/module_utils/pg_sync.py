@@ -76,7 +76,7 @@ from ansible_collections.dualboot.db.plugins.module_utils.pg_backup import (
     temp_name,
     tool_env,
 )
-from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect, from_params
+from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect, from_params, server_version
 
 try:
     import psycopg
@@ -493,6 +493,18 @@ def _drop_subscription_local(d: _Db, name: str) -> bool:
     return True
 
 
+def _majors_problem(source_version: int, target_version: int) -> list[str]:
+    """A stream into an older major: its schema copy would not load there, and the stream back would need the
+    old publisher to carry column lists it may not have."""
+    if source_version // 10000 <= target_version // 10000:
+        return []
+    return [
+        f"the default entry runs PostgreSQL {source_version // 10000}, the staged entry the older PostgreSQL "
+        f"{target_version // 10000}: continuous sync stages into the same or a newer major (a major-version upgrade), "
+        "never into an older one."
+    ]
+
+
 def preflight(
     source: PgConnection,
     target: PgConnection,
@@ -509,7 +521,7 @@ def preflight(
         problems, warnings, facts = _source_checks(d, name, list(replica_identity_full or []))
     with _session(target.with_db("postgres")) as d:
         p2, w2, f2 = _target_checks(d)
-    problems += p2
+    problems += p2 + _majors_problem(facts["server_version_num"], f2["server_version_num"])
     warnings += w2
     facts.update(f2)
     if same_database(source, target):
@@ -715,6 +727,7 @@ def check_migrations(
         replicated = {t["name"] for t in tables(d) if t["persistence"] == "p"}
         major = int(d.one("SHOW server_version_num")) // 10000
     with connect(maint, autocommit=True) as c:
+        major = max(major, server_version(c.cursor()) // 10000)  # the newer client tools (a major-version upgrade)
         create_database(c.cursor(), scratch, props)
     try:
         copy_schema(source, scratch_conn, major, bin_dir)
@@ -945,7 +958,8 @@ def start(
     with _session(source) as d:
         props = database_properties(d.pg.cursor())
         src_sysid = d.one("SELECT system_identifier::text FROM pg_control_system()")
-        major = int(d.one("SHOW server_version_num")) // 10000
+        # The newer client tools of the two: a major-version upgrade dumps the old schema with the new pg_dump.
+        major = max(int(d.one("SHOW server_version_num")), build.server_version_num) // 10000
     check_protection(target, build.sysid, build.exists, (src_sysid, source.dbname), None, False, "replace")
     timings: dict = {}
     build.prepare(props)

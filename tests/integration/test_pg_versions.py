@@ -15,7 +15,7 @@ from harness.pg import pg_bin
 from integration.test_pg_schema_diff_corpus import CORPUS, load_case
 
 from ansible_collections.dualboot.db.plugins.module_utils import expectations, pg_backup, pg_clone, pg_compare, pg_diff, pg_drift, pg_sync
-from ansible_collections.dualboot.db.plugins.module_utils.errors import InvalidInput
+from ansible_collections.dualboot.db.plugins.module_utils.errors import InvalidInput, SafetyRefusal
 
 # Cases whose objects read the catalog columns that differ between 13 and 17 (SQL-standard function bodies,
 # index options, ranges/multiranges, collations, identity and partitions).
@@ -290,3 +290,20 @@ def test_real_schema_staged_from_13_into_17_diffs_exactly_the_migration(pg_major
     finally:
         old.drop_database(live.name)
         new.drop_database(staged.name)
+
+
+@pytest.mark.parametrize(
+    "old,new,expected",
+    [
+        (17, 15, r"default entry runs PostgreSQL 17, the staged entry the older PostgreSQL 15"),
+        (15, 13, r"staged entry's server runs PostgreSQL 13: continuous sync needs 15 or newer there"),
+    ],
+)
+def test_sync_preflight_refuses_a_staged_entry_it_cannot_carry_naming_the_majors(pg_major, live_on, old, new, expected):
+    """Before anything changes: no database, publication or slot is created."""
+    live = live_on(old, large_object=False)
+    green = pg_major(new).db(f"g_{live.name}")
+    with pytest.raises(SafetyRefusal, match=expected):
+        pg_sync.preflight(live.conn, green.conn, pg_sync.stream_name("up", "green"))
+    assert green.name not in pg_major(new).databases() and _slots(live.server) == []
+    assert live.scalar("SELECT count(*) FROM pg_publication") == 0
