@@ -526,6 +526,11 @@ def preflight(
     facts.update(f2)
     if same_database(source, target):
         problems.append(f"source and target are the same database ({source.label()}).")
+    elif source.same_server(target):
+        problems.append(
+            f"source and target are databases of the same server ({source.label()}, {target.label()}): a subscription that "
+            "creates its replication slot on its own server waits forever for itself. Stage into another server, or by copy."
+        )
     if not p2:
         why = _probe(target, source, address, name)
         if why:
