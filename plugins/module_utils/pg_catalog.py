@@ -747,6 +747,13 @@ SINCE = {
     140000: (
         ("CASE WHEN p.prosqlbody IS NOT NULL THEN pg_get_function_sqlbody(p.oid) ELSE p.prosrc END", "p.prosrc"),
         ("NULLIF(a.attcompression, '')", "NULL::text"),
+        # 14 prints a procedure's IN arguments with their mode: the same procedure keeps its name across majors.
+        (
+            "pg_get_function_identity_arguments(p.oid), p.prokind",
+            "CASE WHEN p.prokind = 'p' THEN coalesce((SELECT string_agg(CASE WHEN x.a ~ '^(INOUT|OUT|VARIADIC) ' THEN x.a"
+            " ELSE 'IN ' || x.a END, ', ' ORDER BY x.i) FROM unnest(string_to_array(pg_get_function_identity_arguments(p.oid), ', '))"
+            " WITH ORDINALITY AS x(a, i)), '') ELSE pg_get_function_identity_arguments(p.oid) END, p.prokind",
+        ),
         # A range type's multirange: before 14 none, but an upgrade creates it under its default name (what
         # makeMultirangeTypeName() does): the same range on 13 and on 17 is no change.
         (

@@ -24,6 +24,7 @@ SLICE = (
     "11_exclusion_constraint",
     "13_index_changed",
     "17_function_changed",
+    "18_procedure",
     "26_partitioned_table",
     "29_collation",
     "36_identity_options",
@@ -58,7 +59,7 @@ LARGE_OBJECT = "SELECT lo_from_bytea(0, 'a large object')"  # a copy carries it,
 
 def _case_on(server, path, reference=None):
     """The corpus case's base on two databases of ``server`` (the change on the second); with ``reference``
-    (a server of another major) also the base there. Returns (src, dst, ref, case)."""
+    (a server of another major) also base and change there. Returns (src, dst, ref, case)."""
     case = load_case(path)
     src, dst = server.create_database(), server.create_database()
     ref = reference.create_database() if reference is not None else None
@@ -66,13 +67,15 @@ def _case_on(server, path, reference=None):
         if db is not None:
             db.execute(case["base"])
     if case["change"].strip():
-        dst.execute(case["change"])
+        for db in (dst, ref):
+            if db is not None:
+                db.execute(case["change"])
     return src, dst, ref, case
 
 
 def check_corpus_case(server, path, reference) -> None:
     """On ``server``: the diff meets the case's expectations and its suggested SQL reaches the target; the
-    case's base on ``reference`` (another major) and on ``server`` diff empty both ways."""
+    case's schema (base and change) on ``reference`` (another major) and on ``server`` diff empty both ways."""
     if server.version < NEWER_THAN.get(path.stem, 0):
         pytest.skip(f"{path.stem} uses syntax of PostgreSQL {NEWER_THAN[path.stem]}+")
     src, dst, ref, case = _case_on(server, path, reference)
@@ -82,7 +85,7 @@ def check_corpus_case(server, path, reference) -> None:
         assert not outcome["missing"], f"expected changes not reported: {outcome['missing']}\nours: {result['summary']}"
         if not case["expect"]:
             assert result["changes"] == []
-        for a, b in ((ref, src), (src, ref)):
+        for a, b in ((ref, dst), (dst, ref)):
             across = pg_diff.compare_schemas(a.conn, b.conn)
             assert across["changes"] == [], f"PostgreSQL {reference.version} vs {server.version}: {across['summary']}"
         if not case["manual"]:
