@@ -321,3 +321,26 @@ def test_sync_preflight_refuses_two_databases_of_one_server(pg_major, live_on):
     with pytest.raises(SafetyRefusal, match=r"databases of the same server .* waits forever for itself"):
         pg_sync.preflight(live.conn, green.conn, pg_sync.stream_name("up", "green"))
     assert green.name not in live.server.databases()
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("version", [13, 17])
+@pytest.mark.parametrize("step", ["stage", "sync"])
+def test_privilege_preflight_as_a_managed_login_on_each_major(pg_major, managed_factory, run_module, version, step):
+    """The privilege checks (pg_privileges) on each major, as a managed service's owner role: a copy needs nothing
+    more than it has, a sync is refused for the missing superuser on the staged entry, naming what would allow it."""
+    server = pg_major(version)
+    owner = managed_factory(server)
+    live = server.db(f"m_{uuid.uuid4().hex[:8]}")
+    owner_db = owner.create_database(live.name)
+    owner_db.execute("CREATE TABLE users (id int PRIMARY KEY)")
+    if step == "sync":
+        owner.create_database(f"g_{live.name}")  # sync is checked against an existing staged entry
+    r = run_module(
+        "postgresql_preflight",
+        {**owner.login_params(), "source": {"login_db": live.name}, "target": {"login_db": f"g_{live.name}"}, "step": step},
+    )
+    if step == "stage":
+        assert not r.failed, r.msg
+    else:
+        assert r.failed and "superuser" in r.msg and "nothing was changed" in r.msg, r.msg
