@@ -92,7 +92,9 @@ FROM pg_namespace n {_desc("pg_namespace", "n.oid")} WHERE {_NS.format(n="n")} A
 """
 
 Q_EXTENSIONS = f"""
-SELECT e.extname, e.extversion, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+SELECT e.extname, e.extversion, n.nspname,
+  e.extversion = (SELECT a.default_version FROM pg_available_extensions a WHERE a.name = e.extname)
+FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
 WHERE {_NS.format(n="n")} OR (%(schemas)s::text[] IS NULL AND n.nspname = 'pg_catalog')
 """
 
@@ -227,7 +229,7 @@ SELECT n.nspname, t.typname, t.typtype,
        WHEN t.typtype = 'c' THEN (SELECT array_agg(format('%%I %%s', a.attname, format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
                                    FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)
        WHEN t.typtype = 'd' THEN (SELECT array_agg(format('%%I %%s', co.conname, pg_get_constraintdef(co.oid)) ORDER BY co.conname)
-                                   FROM pg_constraint co WHERE co.contypid = t.oid) END,
+                                   FROM pg_constraint co WHERE co.contypid = t.oid AND co.contype <> 'n') END,
   CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END,
   t.typnotnull, t.typdefault,
   CASE WHEN t.typtype = 'd' AND t.typcollation <> 0
@@ -363,10 +365,10 @@ FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid JOIN pg_namespace n ON n.oi
 WHERE {_NS.format(n="n")} AND {_not_ext("pg_type", "t.oid")}
 """
 
+_COLL_LOCALES = "c.collcollate, c.collctype, coalesce(to_jsonb(c) ->> 'colllocale', to_jsonb(c) ->> 'colliculocale')"
 # to_jsonb: the ICU locale column is colliculocale in PostgreSQL 15 and 16, colllocale from 17.
 Q_COLLATIONS = f"""
-SELECT n.nspname, c.collname, c.collprovider, c.collisdeterministic, c.collcollate, c.collctype,
-  coalesce(to_jsonb(c) ->> 'colllocale', to_jsonb(c) ->> 'colliculocale'), d.description
+SELECT n.nspname, c.collname, c.collprovider, c.collisdeterministic, {_COLL_LOCALES}, d.description
 FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace {_desc("pg_collation", "c.oid")}
 WHERE {_NS.format(n="n")} AND {_not_ext("pg_collation", "c.oid")}
 """
@@ -762,7 +764,15 @@ SINCE = {
             " THEN overlay(t.typname placing 'multirange' from strpos(t.typname, 'range') for 5) ELSE t.typname || '_multirange' END)",
         ),
     ),
-    150000: (("i.indnullsnotdistinct", "false"),),
+    150000: (
+        ("i.indnullsnotdistinct", "false"),
+        # Before 15 an ICU collation's locale is in collcollate and collctype; 15 moved it to its own column.
+        (
+            _COLL_LOCALES,
+            "CASE WHEN c.collprovider = 'i' THEN NULL ELSE c.collcollate END,"
+            " CASE WHEN c.collprovider = 'i' THEN NULL ELSE c.collctype END, CASE WHEN c.collprovider = 'i' THEN c.collcollate END",
+        ),
+    ),
 }
 
 
@@ -790,8 +800,9 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
         _owner_attrs(attrs, owner, acl, with_grants)
         _add(objects, _obj("schema", nsp, nsp, attrs))
 
-    for name, version, nsp in rows(Q_EXTENSIONS):
-        _add(objects, _obj("extension", nsp, name, {"version": version, "schema": nsp}, {"definition": f"{name} {version}"}))
+    for name, version, nsp, default in rows(Q_EXTENSIONS):
+        info = {"definition": f"{name} {version}", "default_version": bool(default)}
+        _add(objects, _obj("extension", nsp, name, {"version": version, "schema": nsp}, info))
 
     for nsp, name, typtype, items, base, notnull, default, collation, comment, owner, acl in rows(Q_TYPES):
         if typtype == "e":

@@ -91,6 +91,7 @@ def diff(source: dict, target: dict) -> list[dict]:
         r
         for r in records
         if not _inherited_elsewhere(r, source, target)
+        and not _made_by_the_server_version(r, source, target)
         # a view's columns are part of its definition: on their own only when renamed (ALTER VIEW ... RENAME COLUMN)
         and not (r["attribute"] == "columns" and (r["kind"], r["schema"], r["name"]) in redefined)
     ]
@@ -98,6 +99,18 @@ def diff(source: dict, target: dict) -> list[dict]:
         r["hazards"] = hazards_of(r, source, target)
     flag_possible_renames(records, source, target)
     return sort_records(records)
+
+
+def _made_by_the_server_version(r: dict, source: dict, target: dict) -> bool:
+    """An extension at each server's default version across majors (CREATE EXTENSION of a restore or stage
+    installs the new server's default: pg_trgm 1.5 on 13 is 1.6 on 15) is no change."""
+    if r["kind"] != "extension" or r["attribute"] != "version":
+        return False
+    if source.get("server_version", 0) // 10000 == target.get("server_version", 0) // 10000:
+        return False
+    key = (r["schema"], r["name"])
+    sides = [snap["objects"]["extension"].get(key) for snap in (source, target)]
+    return all(o is not None and o["info"].get("default_version") for o in sides)
 
 
 def _inherited_elsewhere(r: dict, source: dict, target: dict) -> bool:
