@@ -9,7 +9,7 @@ want_image=0
 [ "${1:-}" = "--image" ] && want_image=1
 
 # --- Debian packages -------------------------------------------------------------------------
-pkgs=(shellcheck postgresql-15 postgresql-client-15 postgresql-contrib pgbouncer docker.io debootstrap rsync python3-venv)
+pkgs=(shellcheck postgresql-15 postgresql-client-15 postgresql-contrib pgbouncer docker.io debootstrap rsync python3-venv patchelf)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -73,6 +73,9 @@ mkdir -p "$coll"
 
 # --- real third-party schemas for the restore rehearsal (from Debian packages) ------------------
 "$ROOT/scripts/fetch-real-schemas.sh"
+
+# --- PostgreSQL 13 (bullseye) and 17 (trixie) next to the host's 15, for the version tests -------
+"$ROOT/scripts/fetch-pg-versions.sh"
 
 if [ $want_image -eq 1 ]; then
   "$ROOT/scripts/with-dockerd.sh" "$ROOT/scripts/build-image.sh"

@@ -2,7 +2,9 @@
 
 - ``pg`` / ``pg2``: two PostgreSQL 15 clusters for the session (``pg2`` only when a test asks).
 - ``pg_db``: a fresh database on ``pg``, dropped afterwards.
-- ``pg_cluster_factory``: clusters of a test's own (custom settings, physical copies).
+- ``pg_cluster_factory``: clusters of a test's own (custom settings, physical copies, other majors).
+- ``pg_major``: ``pg_major(13)`` / ``pg_major(17)``: a session cluster of that PostgreSQL major (binaries
+  unpacked by ``scripts/fetch-pg-versions.sh``); ``pg_major(15)`` is ``pg``.
 - ``managed_factory``: login roles with a managed-service profile (no superuser) on ``pg``/``pg2``.
 - ``mongo`` / ``mongo_db``: a FerretDB server for the session and a fresh database on it.
 - ``run_module``: run a collection module through ansible-playbook.
@@ -21,7 +23,7 @@ ensure_collection_path()
 
 from harness import ansible as _ansible  # noqa: E402
 from harness.ferretdb import start_mongo  # noqa: E402
-from harness.pg import ExternalPg, ManagedLogin, PgCluster  # noqa: E402
+from harness.pg import DEFAULT_VERSION, ExternalPg, ManagedLogin, PgCluster  # noqa: E402
 
 
 def _start_pg(name: str):
@@ -46,6 +48,24 @@ def pg2():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_major(pg):
+    """``pg_major(version)``: one cluster of that PostgreSQL major for the session (started on first use)."""
+    if os.environ.get("DUALBOOT_TEST_PG_URI"):
+        pytest.skip("needs clusters of other majors (initdb/pg_ctl); DUALBOOT_TEST_PG_URI points at an external server")
+    clusters = {DEFAULT_VERSION: pg}
+
+    def get(version: int) -> PgCluster:
+        if version not in clusters:
+            clusters[version] = PgCluster(name=f"pg{version}", version=version).start()
+        return clusters[version]
+
+    yield get
+    for version, c in clusters.items():
+        if version != DEFAULT_VERSION:
+            c.stop()
+
+
 @pytest.fixture
 def pg_db(pg):
     db = pg.create_database()
@@ -59,8 +79,8 @@ def pg_cluster_factory():
         pytest.skip("needs clusters of its own (initdb/pg_ctl); DUALBOOT_TEST_PG_URI points at an external server")
     clusters = []
 
-    def make(settings: dict | None = None, name: str = "own", start: bool = True) -> PgCluster:
-        c = PgCluster(settings=settings, name=name)
+    def make(settings: dict | None = None, name: str = "own", start: bool = True, version: int = DEFAULT_VERSION) -> PgCluster:
+        c = PgCluster(settings=settings, name=name, version=version)
         clusters.append(c)
         return c.start() if start else c
 

@@ -313,7 +313,12 @@ def database_properties(cur: Any) -> dict:
     (a dump without --create carries none of it)."""
     cur.execute("SHOW server_version_num")
     version = int(cur.fetchone()[0])
-    locale = "d.datlocprovider::text, d.daticulocale" if version >= 150000 else "'c', NULL::text"
+    # The provider's locale: daticulocale in PostgreSQL 15 and 16, datlocale from 17 (also for its builtin provider).
+    locale = (
+        "d.datlocprovider::text, coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale')"
+        if version >= 150000
+        else "'c', NULL::text"
+    )
     cur.execute(
         "SELECT d.oid::bigint, pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, "
         + locale
@@ -328,7 +333,7 @@ def database_properties(cur: Any) -> dict:
         "encoding": r[1],
         "collate": r[2],
         "ctype": r[3],
-        "locale_provider": {"i": "icu", "c": "libc"}.get(r[4], "libc"),
+        "locale_provider": {"i": "icu", "c": "libc", "b": "builtin"}.get(r[4], "libc"),
         "icu_locale": r[5],
         "owner": r[6],
         "size_bytes": r[7],
@@ -449,6 +454,8 @@ def create_database(cur: Any, name: str, props: dict | None, tablespace: str | N
         )
         if props.get("locale_provider") == "icu":
             stmt += sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(sql.Literal(props["icu_locale"]))
+        elif props.get("locale_provider") == "builtin":
+            stmt += sql.SQL(" LOCALE_PROVIDER builtin BUILTIN_LOCALE {}").format(sql.Literal(props["icu_locale"]))
     if tablespace:
         stmt += sql.SQL(" TABLESPACE {}").format(sql.Identifier(tablespace))
     try:

@@ -92,7 +92,9 @@ FROM pg_namespace n {_desc("pg_namespace", "n.oid")} WHERE {_NS.format(n="n")} A
 """
 
 Q_EXTENSIONS = f"""
-SELECT e.extname, e.extversion, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+SELECT e.extname, e.extversion, n.nspname,
+  e.extversion = (SELECT a.default_version FROM pg_available_extensions a WHERE a.name = e.extname)
+FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
 WHERE {_NS.format(n="n")} OR (%(schemas)s::text[] IS NULL AND n.nspname = 'pg_catalog')
 """
 
@@ -227,7 +229,7 @@ SELECT n.nspname, t.typname, t.typtype,
        WHEN t.typtype = 'c' THEN (SELECT array_agg(format('%%I %%s', a.attname, format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
                                    FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)
        WHEN t.typtype = 'd' THEN (SELECT array_agg(format('%%I %%s', co.conname, pg_get_constraintdef(co.oid)) ORDER BY co.conname)
-                                   FROM pg_constraint co WHERE co.contypid = t.oid) END,
+                                   FROM pg_constraint co WHERE co.contypid = t.oid AND co.contype <> 'n') END,
   CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END,
   t.typnotnull, t.typdefault,
   CASE WHEN t.typtype = 'd' AND t.typcollation <> 0
@@ -346,6 +348,9 @@ SELECT 'event_trigger', quote_ident(e.evtname) FROM pg_event_trigger e
  WHERE %(schemas)s::text[] IS NULL AND {_not_ext("pg_event_trigger", "e.oid")}
 """
 
+_MULTIRANGE = """(SELECT format('%%I.%%I', mn.nspname, mt.typname) FROM pg_type mt JOIN pg_namespace mn ON mn.oid = mt.typnamespace
+    WHERE mt.oid = r.rngmultitypid)"""
+
 Q_RANGES = f"""
 SELECT n.nspname, t.typname, format_type(r.rngsubtype, NULL),
   (SELECT format('%%I.%%I', cn.nspname, opc.opcname) FROM pg_opclass opc JOIN pg_namespace cn ON cn.oid = opc.opcnamespace
@@ -354,17 +359,16 @@ SELECT n.nspname, t.typname, format_type(r.rngsubtype, NULL),
     THEN (SELECT format('%%I.%%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
           WHERE co.oid = r.rngcollation) END,
   NULLIF(r.rngcanonical, 0)::regproc::text, NULLIF(r.rngsubdiff, 0)::regproc::text,
-  (SELECT format('%%I.%%I', mn.nspname, mt.typname) FROM pg_type mt JOIN pg_namespace mn ON mn.oid = mt.typnamespace
-    WHERE mt.oid = r.rngmultitypid),
+  {_MULTIRANGE},
   d.description
 FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid JOIN pg_namespace n ON n.oid = t.typnamespace {_desc("pg_type", "t.oid")}
 WHERE {_NS.format(n="n")} AND {_not_ext("pg_type", "t.oid")}
 """
 
+_COLL_LOCALES = "c.collcollate, c.collctype, coalesce(to_jsonb(c) ->> 'colllocale', to_jsonb(c) ->> 'colliculocale')"
 # to_jsonb: the ICU locale column is colliculocale in PostgreSQL 15 and 16, colllocale from 17.
 Q_COLLATIONS = f"""
-SELECT n.nspname, c.collname, c.collprovider, c.collisdeterministic, c.collcollate, c.collctype,
-  coalesce(to_jsonb(c) ->> 'colllocale', to_jsonb(c) ->> 'colliculocale'), d.description
+SELECT n.nspname, c.collname, c.collprovider, c.collisdeterministic, {_COLL_LOCALES}, d.description
 FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace {_desc("pg_collation", "c.oid")}
 WHERE {_NS.format(n="n")} AND {_not_ext("pg_collation", "c.oid")}
 """
@@ -738,13 +742,57 @@ class Lazy:
         return [(k, self[k]) for k in self.rows]
 
 
+# Catalog columns and functions newer than the oldest supported server (PostgreSQL 13), and what stands for
+# them before: the value every object has there (no SQL-standard function body, no per-column compression,
+# NULLs distinct in unique indexes). Keyed by the version that introduced them.
+SINCE = {
+    140000: (
+        ("CASE WHEN p.prosqlbody IS NOT NULL THEN pg_get_function_sqlbody(p.oid) ELSE p.prosrc END", "p.prosrc"),
+        ("NULLIF(a.attcompression, '')", "NULL::text"),
+        # 14 prints a procedure's IN arguments with their mode: the same procedure keeps its name across majors.
+        (
+            "pg_get_function_identity_arguments(p.oid), p.prokind",
+            "CASE WHEN p.prokind = 'p' THEN coalesce((SELECT string_agg(CASE WHEN x.a ~ '^(INOUT|OUT|VARIADIC) ' THEN x.a"
+            " ELSE 'IN ' || x.a END, ', ' ORDER BY x.i) FROM unnest(string_to_array(pg_get_function_identity_arguments(p.oid), ', '))"
+            " WITH ORDINALITY AS x(a, i)), '') ELSE pg_get_function_identity_arguments(p.oid) END, p.prokind",
+        ),
+        # A range type's multirange: before 14 none, but an upgrade creates it under its default name (what
+        # makeMultirangeTypeName() does): the same range on 13 and on 17 is no change.
+        (
+            _MULTIRANGE,
+            "format('%%I.%%I', n.nspname, CASE WHEN strpos(t.typname, 'range') > 0"
+            " THEN overlay(t.typname placing 'multirange' from strpos(t.typname, 'range') for 5) ELSE t.typname || '_multirange' END)",
+        ),
+    ),
+    150000: (
+        ("i.indnullsnotdistinct", "false"),
+        # Before 15 an ICU collation's locale is in collcollate and collctype; 15 moved it to its own column.
+        (
+            _COLL_LOCALES,
+            "CASE WHEN c.collprovider = 'i' THEN NULL ELSE c.collcollate END,"
+            " CASE WHEN c.collprovider = 'i' THEN NULL ELSE c.collctype END, CASE WHEN c.collprovider = 'i' THEN c.collcollate END",
+        ),
+    ),
+}
+
+
+def for_version(sql: str, version: int) -> str:
+    """``sql`` as the server of ``version`` (``server_version_num``) can run it (see :data:`SINCE`)."""
+    for since, subs in SINCE.items():
+        if version < since:
+            for newer, older in subs:
+                sql = sql.replace(newer, older)
+    return sql
+
+
 def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_column_order: bool = False) -> dict:
     """Run the per-kind catalog queries on an open cursor (inside the caller's snapshot)."""
     p = {"schemas": list(schemas) if schemas else None, "grants": with_grants}
     objects: dict = {k: {} for k in KINDS}
+    server = server_version(cur)
 
     def rows(sql: str) -> list:
-        cur.execute(sql, p)
+        cur.execute(for_version(sql, server), p)
         return cur.fetchall()
 
     for nsp, owner, acl, comment in rows(Q_SCHEMAS):
@@ -752,8 +800,9 @@ def collect(cur: Any, schemas: list | None, with_grants: bool = False, check_col
         _owner_attrs(attrs, owner, acl, with_grants)
         _add(objects, _obj("schema", nsp, nsp, attrs))
 
-    for name, version, nsp in rows(Q_EXTENSIONS):
-        _add(objects, _obj("extension", nsp, name, {"version": version, "schema": nsp}, {"definition": f"{name} {version}"}))
+    for name, version, nsp, default in rows(Q_EXTENSIONS):
+        info = {"definition": f"{name} {version}", "default_version": bool(default)}
+        _add(objects, _obj("extension", nsp, name, {"version": version, "schema": nsp}, info))
 
     for nsp, name, typtype, items, base, notnull, default, collation, comment, owner, acl in rows(Q_TYPES):
         if typtype == "e":

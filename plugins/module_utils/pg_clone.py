@@ -152,8 +152,8 @@ def clone(
     major = max(src["server_version_num"], build.server_version_num) // 10000
     if src["server_version_num"] // 10000 > build.server_version_num // 10000:
         raise InvalidInput(
-            f"source runs PostgreSQL {src['server_version']}, target {target.label()} an older major version: "
-            "a dump does not load into an older server.",
+            f"source runs PostgreSQL {src['server_version_num'] // 10000}, target {target.label()} the older PostgreSQL "
+            f"{build.server_version_num // 10000}: a dump does not load into an older major version.",
             hint="clone into a server of the same or a newer major version.",
         )
     diff = {

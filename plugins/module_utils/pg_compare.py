@@ -211,8 +211,9 @@ class _TableCompare:
         The row is aliased ``dualboot_row``: a plain ``t`` collided with key columns named t in ORDER BY.
         """
         # Rows of a keyed table are distinct (the key is part of the row), so XOR of the 64-bit
-        # fingerprints identifies the set; without a key, duplicates are possible and need a sum.
-        c, r = ("bit_xor" if self.key else "sum"), "dualboot_row"
+        # fingerprints identifies the set; without a key, duplicates are possible and need a sum. bit_xor is
+        # PostgreSQL 14's, like hash_record_extended: when a side is older, the (exact, numeric) sum for every table.
+        c, r = ("bit_xor" if self.key and self.native else "sum"), "dualboot_row"
         if self.native:
             return sql.SQL(
                 f"count(*), coalesce({c}(hash_record_extended({r}, 0)), 0), coalesce({c}(hash_record_extended({r}, 1)), 0),"

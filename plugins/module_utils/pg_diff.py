@@ -59,6 +59,12 @@ _VARCHAR = re.compile(r"character varying(?:\((\d+)\))?$")
 _NUMERIC = re.compile(r"numeric(?:\((\d+),(\d+)\))?$")
 
 
+def default_multirange(schema: str, name: str) -> str:
+    """The multirange type PostgreSQL 14+ creates with range type ``name`` (makeMultirangeTypeName())."""
+    i = name.find("range")
+    return qname(schema, f"{name[:i]}multirange{name[i + 5 :]}" if i >= 0 else f"{name}_multirange")
+
+
 def diff(source: dict, target: dict) -> list[dict]:
     """Change records turning ``source`` into ``target``, sorted stably."""
     records = []
@@ -85,6 +91,7 @@ def diff(source: dict, target: dict) -> list[dict]:
         r
         for r in records
         if not _inherited_elsewhere(r, source, target)
+        and not _made_by_the_server_version(r, source, target)
         # a view's columns are part of its definition: on their own only when renamed (ALTER VIEW ... RENAME COLUMN)
         and not (r["attribute"] == "columns" and (r["kind"], r["schema"], r["name"]) in redefined)
     ]
@@ -92,6 +99,18 @@ def diff(source: dict, target: dict) -> list[dict]:
         r["hazards"] = hazards_of(r, source, target)
     flag_possible_renames(records, source, target)
     return sort_records(records)
+
+
+def _made_by_the_server_version(r: dict, source: dict, target: dict) -> bool:
+    """An extension at each server's default version across majors (CREATE EXTENSION of a restore or stage
+    installs the new server's default: pg_trgm 1.5 on 13 is 1.6 on 15) is no change."""
+    if r["kind"] != "extension" or r["attribute"] != "version":
+        return False
+    if source.get("server_version", 0) // 10000 == target.get("server_version", 0) // 10000:
+        return False
+    key = (r["schema"], r["name"])
+    sides = [snap["objects"]["extension"].get(key) for snap in (source, target)]
+    return all(o is not None and o["info"].get("default_version") for o in sides)
 
 
 def _inherited_elsewhere(r: dict, source: dict, target: dict) -> bool:
@@ -823,7 +842,8 @@ class _SqlBuilder:
             parts = [f"SUBTYPE = {a['subtype']}"]
             for key, word in (("subtype_opclass", "SUBTYPE_OPCLASS"), ("collation", "COLLATION"), ("canonical", "CANONICAL"),
                               ("subtype_diff", "SUBTYPE_DIFF"), ("multirange", "MULTIRANGE_TYPE_NAME")):  # fmt: skip
-                if a.get(key):
+                # The default multirange name is left out: the statement then runs on PostgreSQL 13 too.
+                if a.get(key) and not (key == "multirange" and a[key] == default_multirange(r["schema"], r["name"])):
                     parts.append(f"{word} = {a[key]}")
             self.emit("create_types", f"CREATE TYPE {name} AS RANGE ({', '.join(parts)});")
             self._type_comment(r, "range_type")

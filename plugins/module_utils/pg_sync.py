@@ -76,7 +76,7 @@ from ansible_collections.dualboot.db.plugins.module_utils.pg_backup import (
     temp_name,
     tool_env,
 )
-from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect, from_params
+from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect, from_params, server_version
 
 try:
     import psycopg
@@ -300,14 +300,22 @@ def _frozen(d: _Db) -> bool:
     )
 
 
+# The publisher of the stream into the staged entry needs nothing newer than 13 (it publishes whole tables);
+# the staged entry publishes the stream back with column lists (15).
+MIN_SOURCE_VERSION = 130000
+MIN_TARGET_VERSION = 150000
+
+
 def _source_checks(d: _Db, name: str, replica_identity_full: list[str]) -> tuple[list[str], list[str], dict]:
     problems: list[str] = []
     warnings: list[str] = []
     s = _settings(d, ["wal_level", "max_replication_slots", "max_wal_senders", "server_version_num"])
     version = int(s["server_version_num"])
     facts: dict = {"server_version_num": version, "wal_level": s["wal_level"]}
-    if version < 150000:
-        problems.append(f"the default entry runs PostgreSQL {version // 10000}: continuous sync needs 15 or newer (column lists).")
+    if version < MIN_SOURCE_VERSION:
+        problems.append(
+            f"the default entry runs PostgreSQL {version // 10000}: continuous sync needs {MIN_SOURCE_VERSION // 10000} or newer."
+        )
     if s["wal_level"] != "logical":
         problems.append(
             f"wal_level is {s['wal_level']} on the default entry's server: set wal_level = logical in postgresql.conf and restart "
@@ -415,8 +423,11 @@ def _target_checks(d: _Db) -> tuple[list[str], list[str], dict]:
         "max_logical_replication_workers": int(s["max_logical_replication_workers"]),
         "max_sync_workers_per_subscription": int(s["max_sync_workers_per_subscription"]),
     }
-    if version < 150000:
-        problems.append(f"the staged entry's server runs PostgreSQL {version // 10000}: continuous sync needs 15 or newer.")
+    if version < MIN_TARGET_VERSION:
+        problems.append(
+            f"the staged entry's server runs PostgreSQL {version // 10000}: continuous sync needs {MIN_TARGET_VERSION // 10000} or "
+            "newer there (the stream back publishes only the columns the fallback has: column lists, PostgreSQL 15)."
+        )
     if not role["superuser"]:
         problems.append(
             f"role {role['name']} is not a superuser on the staged entry's server: PostgreSQL 15 lets only superusers create "
@@ -482,6 +493,18 @@ def _drop_subscription_local(d: _Db, name: str) -> bool:
     return True
 
 
+def _majors_problem(source_version: int, target_version: int) -> list[str]:
+    """A stream into an older major: its schema copy would not load there, and the stream back would need the
+    old publisher to carry column lists it may not have."""
+    if source_version // 10000 <= target_version // 10000:
+        return []
+    return [
+        f"the default entry runs PostgreSQL {source_version // 10000}, the staged entry the older PostgreSQL "
+        f"{target_version // 10000}: continuous sync stages into the same or a newer major (a major-version upgrade), "
+        "never into an older one."
+    ]
+
+
 def preflight(
     source: PgConnection,
     target: PgConnection,
@@ -498,11 +521,16 @@ def preflight(
         problems, warnings, facts = _source_checks(d, name, list(replica_identity_full or []))
     with _session(target.with_db("postgres")) as d:
         p2, w2, f2 = _target_checks(d)
-    problems += p2
+    problems += p2 + _majors_problem(facts["server_version_num"], f2["server_version_num"])
     warnings += w2
     facts.update(f2)
     if same_database(source, target):
         problems.append(f"source and target are the same database ({source.label()}).")
+    elif source.same_server(target):
+        problems.append(
+            f"source and target are databases of the same server ({source.label()}, {target.label()}): a subscription that "
+            "creates its replication slot on its own server waits forever for itself. Stage into another server, or by copy."
+        )
     if not p2:
         why = _probe(target, source, address, name)
         if why:
@@ -704,6 +732,7 @@ def check_migrations(
         replicated = {t["name"] for t in tables(d) if t["persistence"] == "p"}
         major = int(d.one("SHOW server_version_num")) // 10000
     with connect(maint, autocommit=True) as c:
+        major = max(major, server_version(c.cursor()) // 10000)  # the newer client tools (a major-version upgrade)
         create_database(c.cursor(), scratch, props)
     try:
         copy_schema(source, scratch_conn, major, bin_dir)
@@ -830,11 +859,14 @@ def create_subscription(t: _Db, name: str, source: PgConnection, address: dict |
     # The statement carries the password: keep it out of the server log even when it fails.
     t.run("SET log_min_error_statement = panic")
     t.run("SET log_statement = none")
+    # streaming (large transactions applied while they run) is PostgreSQL 14's: a 13 fallback receives them at commit.
+    streaming = ", streaming = on" if int(t.one("SHOW server_version_num")) >= 140000 else ""
     try:
         t.run(
             sql.SQL(
-                "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {}, create_slot = true, slot_name = {}, "
-                "streaming = on)"
+                "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {}, create_slot = true, slot_name = {}"
+                + streaming
+                + ")"
             ).format(
                 sql.Identifier(name),
                 sql.Literal(conninfo(source, address)),
@@ -931,7 +963,8 @@ def start(
     with _session(source) as d:
         props = database_properties(d.pg.cursor())
         src_sysid = d.one("SELECT system_identifier::text FROM pg_control_system()")
-        major = int(d.one("SHOW server_version_num")) // 10000
+        # The newer client tools of the two: a major-version upgrade dumps the old schema with the new pg_dump.
+        major = max(int(d.one("SHOW server_version_num")), build.server_version_num) // 10000
     check_protection(target, build.sysid, build.exists, (src_sysid, source.dbname), None, False, "replace")
     timings: dict = {}
     build.prepare(props)
@@ -1159,7 +1192,12 @@ def _subscriber_tables(t: _Db, sub_oid: int) -> dict:
         counts[states.get(state, state)] = counts.get(states.get(state, state), 0) + 1
         if state != "r":
             pending.append(f"{relname} ({states.get(state, state)})")
-    errors = t.all("SELECT apply_error_count, sync_error_count FROM pg_stat_subscription_stats WHERE subid = %s", (sub_oid,))
+    # Error counters are PostgreSQL 15's (a 13 or 14 fallback, the subscriber of a stream back, has none: its log has them).
+    errors = (
+        t.all("SELECT apply_error_count, sync_error_count FROM pg_stat_subscription_stats WHERE subid = %s", (sub_oid,))
+        if int(t.one("SHOW server_version_num")) >= 150000
+        else []
+    )
     workers = t.one("SELECT count(*) FROM pg_stat_subscription WHERE subid = %s AND pid IS NOT NULL", (sub_oid,))
     return {
         "tables": counts,

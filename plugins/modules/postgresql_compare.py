@@ -105,7 +105,7 @@ notes:
     otherwise) with the row count, over the columns both sides have. Columns are hashed as their own type only where
     that agrees with their text (integers, booleans, dates, times, timestamps, uuid, bytea, deterministic text and
     varchar, same type on both sides), otherwise as text; so rows are equal exactly when they print the same.
-    Before PostgreSQL 14 the fingerprint is C(hashtextextended) of the row's text.
+    When either side runs PostgreSQL 13 the fingerprint is C(hashtextextended) of the row's text, summed exactly.
   - Values print the same on both sides because the module fixes DateStyle, IntervalStyle, TimeZone,
     extra_float_digits and bytea_output for its sessions.
 seealso:

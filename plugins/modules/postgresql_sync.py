@@ -20,7 +20,9 @@ description:
     server can open a replication connection to the source. With O(migrations) or O(migrations_dir) it applies them to a
     scratch copy of the source's schema on the target server and refuses changes a stream cannot carry (dropped or
     renamed tables and columns, type changes, new NOT NULL columns without default, new NOT NULL constraints, primary key
-    or replica identity changes), naming the copy-based stage instead. Fails when anything is missing.
+    or replica identity changes), naming the copy-based stage instead. Fails when anything is missing. The source may run
+    PostgreSQL 13 or newer, the target 15 or newer (it publishes the stream back with column lists); the target may be
+    a newer major than the source (a major-version upgrade; docs/postgresql-versions.md).
   - V(started) rebuilds the target database from the source's schema (under a temporary name, renamed into place; the
     previous target is replaced) and starts the stream; the target server's table sync workers copy the tables in
     parallel (C(max_sync_workers_per_subscription)), then the stream applies every later change.

@@ -1,4 +1,7 @@
-"""Throwaway PostgreSQL 15 clusters: initdb/pg_ctl as an unprivileged user, loopback, random port.
+"""Throwaway PostgreSQL clusters: initdb/pg_ctl as an unprivileged user, loopback, random port.
+
+The host's PostgreSQL 15 by default; ``PgCluster(version=13)`` / ``version=17`` run the binaries that
+``scripts/fetch-pg-versions.sh`` unpacked from bullseye's and trixie's packages into ``.cache/pg/<major>``.
 
 Every cluster has ``wal_level=logical`` and password (scram) authentication over TCP, so tests can
 exercise logical replication and wrong-password handling. ``DUALBOOT_TEST_PG_URI`` replaces the
@@ -23,13 +26,31 @@ from .net import free_port
 
 PG_BIN_CANDIDATES = [os.environ.get("DUALBOOT_PG_BIN", ""), "/usr/lib/postgresql/15/bin"]
 OS_USER = os.environ.get("DUALBOOT_PG_OS_USER", "dualboot")
+DEFAULT_VERSION = 15
+# The majors scripts/fetch-pg-versions.sh unpacks next to the host's 15 (docs/postgresql-versions.md).
+OTHER_VERSIONS = (13, 17)
+_ROOT = Path(__file__).resolve().parents[2]
 
 
-def pg_bin() -> Path:
+def pg_bin(version: int = DEFAULT_VERSION) -> Path:
+    """The server binaries of PostgreSQL ``version``."""
+    if version != DEFAULT_VERSION:
+        path = _ROOT / ".cache" / "pg" / str(version) / "usr" / "lib" / "postgresql" / str(version) / "bin"
+        if (path / "initdb").exists():
+            return path
+        raise RuntimeError(f"PostgreSQL {version} binaries not found in {path}: run `make setup` (scripts/fetch-pg-versions.sh)")
     for c in PG_BIN_CANDIDATES:
         if c and (Path(c) / "initdb").exists():
             return Path(c)
     raise RuntimeError("PostgreSQL 15 server binaries not found (looked in /usr/lib/postgresql/15/bin): run `make setup`")
+
+
+def have_version(version: int) -> bool:
+    try:
+        pg_bin(version)
+    except RuntimeError:
+        return False
+    return True
 
 
 def _run_as_owner() -> dict:
@@ -168,8 +189,9 @@ class PgCluster(_Server):
 
     external = False
 
-    def __init__(self, settings: dict | None = None, name: str = "pg") -> None:
+    def __init__(self, settings: dict | None = None, name: str = "pg", version: int = DEFAULT_VERSION) -> None:
         self.host = "127.0.0.1"
+        self.version = version
         self.user = "postgres"
         self.password = secrets.token_urlsafe(12)
         self.settings = settings or {}
@@ -179,7 +201,7 @@ class PgCluster(_Server):
         self.socket_dir = self.base / "run"
         self.log = self.base / "server.log"
         self.port = 0
-        self.bin = pg_bin()
+        self.bin = pg_bin(version)
 
     def _run(self, *args: str) -> subprocess.CompletedProcess:
         proc = subprocess.run([str(a) for a in args], check=False, capture_output=True, text=True, cwd=self.base, **_run_as_owner())

@@ -1,0 +1,336 @@
+"""PostgreSQL 13 and 17 next to the host's 15 (docs/postgresql-versions.md): the version-specific paths
+(catalog queries of the schema diff, clone, backup/restore, compare, drift marks, logical replication)
+on each major, and a stage across majors (default on 13 or 15, staged entry on 17) with the way back.
+
+``make test`` runs the most telling case per version; ``@pytest.mark.matrix`` the wide sweep.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from harness.pg import pg_bin
+from integration.test_pg_schema_diff_corpus import CORPUS, load_case
+
+from ansible_collections.dualboot.db.plugins.module_utils import expectations, pg_backup, pg_clone, pg_compare, pg_diff, pg_drift, pg_sync
+from ansible_collections.dualboot.db.plugins.module_utils.errors import InvalidInput, SafetyRefusal
+
+# Cases whose objects read the catalog columns that differ between 13 and 17 (SQL-standard function bodies,
+# procedure signatures, index options, ranges/multiranges); every other case runs in the matrix.
+SLICE = ("13_index_changed", "17_function_changed", "18_procedure", "43_range_type")
+# Corpus cases that use syntax newer than a major (PostgreSQL 14: SET COMPRESSION).
+NEWER_THAN = {"38_column_storage_statistics_compression": 14}
+
+# A database of every kind of object the stage copies, in syntax PostgreSQL 13 accepts.
+DATASET = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN positive AS int CHECK (VALUE > 0);
+CREATE TABLE users (user_id serial PRIMARY KEY, user_name varchar(255) NOT NULL, mood mood DEFAULT 'ok', created timestamptz);
+INSERT INTO users (user_name, created)
+  SELECT 'user ' || g, timestamptz '2025-01-01' + g * interval '1 hour' FROM generate_series(1, 3000) g;
+CREATE TABLE orders (order_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id int REFERENCES users, amount numeric(10,2),
+                     qty positive, meta jsonb, total numeric GENERATED ALWAYS AS (amount * 2) STORED);
+INSERT INTO orders (user_id, amount, qty, meta) SELECT 1 + g % 3000, g * 1.25, 1 + g % 7, jsonb_build_object('g', g)
+  FROM generate_series(1, 5000) g;
+CREATE INDEX orders_user ON orders (user_id) INCLUDE (amount) WHERE amount > 10;
+CREATE TABLE events (id bigserial, at date NOT NULL, note text COLLATE "C", PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+INSERT INTO events (at, note) SELECT date '2025-01-01' + g % 300, 'n' || g FROM generate_series(1, 1000) g;
+CREATE VIEW big_orders AS SELECT order_id, amount FROM orders WHERE amount > 100;
+CREATE MATERIALIZED VIEW order_totals AS SELECT user_id, sum(amount) AS s FROM orders GROUP BY user_id;
+CREATE FUNCTION user_count() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT count(*) FROM users';
+CREATE TYPE span AS RANGE (subtype = int4);
+CREATE STATISTICS orders_stats (dependencies) ON user_id, amount FROM orders;
+"""
+LARGE_OBJECT = "SELECT lo_from_bytea(0, 'a large object')"  # a copy carries it, logical replication does not
+
+
+def _case_on(server, path, reference=None):
+    """The corpus case's base on two databases of ``server`` (the change on the second); with ``reference``
+    (a server of another major) also base and change there. Returns (src, dst, ref, case)."""
+    case = load_case(path)
+    src, dst = server.create_database(), server.create_database()
+    ref = reference.create_database() if reference is not None else None
+    for db in (src, dst, ref):
+        if db is not None:
+            db.execute(case["base"])
+    if case["change"].strip():
+        for db in (dst, ref):
+            if db is not None:
+                db.execute(case["change"])
+    return src, dst, ref, case
+
+
+def check_corpus_case(server, path, reference) -> None:
+    """On ``server``: the diff meets the case's expectations and its suggested SQL reaches the target; the
+    case's schema (base and change) on ``reference`` (another major) and on ``server`` diff empty both ways."""
+    if server.version < NEWER_THAN.get(path.stem, 0):
+        pytest.skip(f"{path.stem} uses syntax of PostgreSQL {NEWER_THAN[path.stem]}+")
+    src, dst, ref, case = _case_on(server, path, reference)
+    try:
+        result = pg_diff.compare_schemas(src.conn, dst.conn)
+        outcome = expectations.check(result["changes"], expectations.normalize(case["expect"], "expect"))
+        assert not outcome["missing"], f"expected changes not reported: {outcome['missing']}\nours: {result['summary']}"
+        if not case["expect"]:
+            assert result["changes"] == []
+        for a, b in ((ref, dst), (dst, ref)):
+            across = pg_diff.compare_schemas(a.conn, b.conn)
+            assert across["changes"] == [], f"PostgreSQL {reference.version} vs {server.version}: {across['summary']}"
+        if not case["manual"]:
+            with psycopg.connect(src.uri, autocommit=True) as c:
+                for stmt in result["sql"]:
+                    c.execute(stmt)
+            again = pg_diff.compare_schemas(src.conn, dst.conn)
+            assert again["changes"] == [], f"suggested SQL did not reach the target: {again['summary']}"
+    finally:
+        for db in (src, dst):
+            server.drop_database(db.name)
+        reference.drop_database(ref.name)
+
+
+@pytest.mark.parametrize("version", [13, 17])
+def test_schema_diff_on_each_major_and_empty_across_majors(pg_major, version):
+    server = pg_major(version)
+    for path in [p for p in CORPUS if p.stem in SLICE]:
+        check_corpus_case(server, path, pg_major(15))
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
+@pytest.mark.parametrize("version", [13, 17])
+def test_schema_diff_every_corpus_case_on_each_major(pg_major, version, path):
+    check_corpus_case(pg_major(version), path, pg_major(15))
+
+
+def bin_dir(version: int) -> str:
+    return str(pg_bin(version))
+
+
+def fingerprint(db) -> dict:
+    """Row count and md5 of every user table's rows, sequence positions, large objects."""
+    out = {}
+    with db.connect() as c:
+        tables = c.execute(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'dualboot') ORDER BY 1"
+        ).fetchall()
+        for (t,) in tables:
+            out[t] = c.execute(f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} AS x").fetchone()
+        out["sequences"] = c.execute("SELECT schemaname, sequencename, last_value FROM pg_sequences ORDER BY 1, 2").fetchall()
+        out["large objects"] = c.execute("SELECT lo_get(oid) FROM pg_largeobject_metadata ORDER BY oid").fetchall()
+    return out
+
+
+@pytest.fixture
+def live_on(pg_major):
+    made = []
+
+    def make(version: int, large_object: bool = True):
+        server = pg_major(version)
+        db = server.create_database()
+        db.execute(DATASET)
+        if large_object:
+            db.execute(LARGE_OBJECT)
+        made.append(db)
+        return db
+
+    yield make
+    for db in made:
+        db.server.drop_database(db.name)
+
+
+def stage_across(live, target_server, method: str) -> None:
+    """Clone ``live`` into a new database on ``target_server`` with the newer client tools: same rows, schema
+    diff empty, data comparison passes, the drift marker sees no write and then one."""
+    target = target_server.db(f"staged_{uuid.uuid4().hex[:8]}")
+    try:
+        tools = bin_dir(max(target_server.version, live.server.version))
+        r = pg_clone.clone(live.conn, target.conn, method=method, jobs=2, bin_dir=tools)
+        assert r["method"] == method
+        assert fingerprint(target) == fingerprint(live)
+        diff = pg_diff.compare_schemas(live.conn, target.conn)
+        assert diff["changes"] == [], diff["summary"]
+        pg_compare.compare(live.conn, target.conn)  # raises on any difference
+        assert pg_drift.drift(live.conn, marker=r["marker"])["drift"] is False
+        live.execute("INSERT INTO users (user_name) VALUES ('after the copy')")
+        assert pg_drift.drift(live.conn, marker=r["marker"])["drift"] is True
+    finally:
+        target_server.drop_database(target.name)
+
+
+def test_stage_by_stream_from_13_into_17(pg_major, live_on):
+    stage_across(live_on(13), pg_major(17), "stream")
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize(
+    "old,new,method", [(13, 17, "dump_restore"), (13, 17, "pipe"), (15, 17, "stream"), (15, 17, "dump_restore"), (13, 15, "stream")]
+)
+def test_stage_across_majors(pg_major, live_on, old, new, method):
+    stage_across(live_on(old), pg_major(new), method)
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("version", [13, 17])
+def test_stage_on_one_major(pg_major, live_on, version):
+    stage_across(live_on(version), pg_major(version), "stream")
+
+
+@pytest.mark.parametrize("old", [13])
+def test_clone_from_a_newer_major_into_an_older_one_is_refused_naming_both(pg_major, live_on, old):
+    live = live_on(17)
+    target = pg_major(old).db(f"older_{uuid.uuid4().hex[:8]}")
+    with pytest.raises(InvalidInput, match=rf"source runs PostgreSQL 17, target .* the older PostgreSQL {old}: a dump does not load"):
+        pg_clone.clone(live.conn, target.conn, method="stream", bin_dir=bin_dir(17))
+    assert target.name not in pg_major(old).databases()
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("old,new", [(13, 17), (15, 17), (13, 13), (17, 17)])
+def test_backup_on_one_major_restores_into_another(pg_major, live_on, tmp_path, old, new):
+    live = live_on(old)
+    dest = str(tmp_path / "backup")
+    pg_backup.backup(live.conn, dest, bin_dir=bin_dir(max(old, new)), jobs=2)
+    target = pg_major(new).db(f"restored_{uuid.uuid4().hex[:8]}")
+    try:
+        pg_backup.restore(target.conn, dest, bin_dir=bin_dir(max(old, new)), jobs=2)
+        assert fingerprint(target) == fingerprint(live)
+        assert pg_diff.compare_schemas(live.conn, target.conn)["changes"] == []
+        assert pg_drift.drift(live.conn, backup=dest)["drift"] is False
+    finally:
+        pg_major(new).drop_database(target.name)
+
+
+def _slots(server) -> list[str]:
+    return [r[0] for r in server.db("postgres").query("SELECT slot_name FROM pg_replication_slots ORDER BY 1")]
+
+
+def sync_across(blue, green_server, new_column: bool = True) -> None:
+    """Stream ``blue`` into a new database on ``green_server`` (another major), migrate it, hand the writes
+    over with the stream back, write on the new major, roll back: every write is on the old major, once."""
+    green = green_server.db(f"g_{blue.name}")
+    name = f"t{uuid.uuid4().hex[:6]}"
+    fwd, back = pg_sync.stream_name(name, "green"), pg_sync.stream_name(name, "blue")
+    tools = bin_dir(max(blue.server.version, green_server.version))
+    try:
+        pg_sync.start(blue.conn, green.conn, fwd, bin_dir=tools)
+        pg_sync.wait_caught_up(blue.conn, green.conn, fwd, None, 60)
+        blue.execute("INSERT INTO users (user_name) VALUES ('while syncing')")
+        pg_sync.wait_caught_up(blue.conn, green.conn, fwd, None, 30)
+        assert fingerprint(green)["public.users"] == fingerprint(blue)["public.users"]
+        if new_column:
+            green.execute("ALTER TABLE users ADD COLUMN last_login timestamptz")  # the staged entry's migration
+        h = pg_sync.handover(blue.conn, green.conn, fwd, back, None, None, [], 30, 5, False, True, "frozen")
+        assert h["sequences"]["copied"] >= 1
+        green.execute("INSERT INTO users (user_name) VALUES ('on the new major'); UPDATE users SET user_name = 'changed' WHERE user_id = 2")
+        pg_sync.wait_caught_up(green.conn, blue.conn, back, None, 30)
+        h2 = pg_sync.handover(green.conn, blue.conn, back, None, None, None, [], 30, 5, False, True, "frozen")
+        assert h2["sequences"]["copied"] >= 1
+        assert blue.query(
+            "SELECT user_name, count(*) FROM users WHERE user_id = 2 OR user_name LIKE 'on the new%' GROUP BY 1 ORDER BY 1"
+        ) == [
+            ("changed", 1),
+            ("on the new major", 1),
+        ]
+        blue.execute("INSERT INTO users (user_name) VALUES ('after rollback')")  # the sequence continues after the new major's rows
+        assert blue.scalar("SELECT max(user_id) FROM users") == 3003
+        assert _slots(blue.server) == [] and _slots(green_server) == []
+    finally:
+        for src, dst, stream in ((blue, green, fwd), (green, blue, back)):
+            try:
+                pg_sync.stop(src.conn, dst.conn, stream)
+            except Exception as exc:  # noqa: BLE001 - best effort: the test may have failed half way
+                print(f"teardown: {exc}")
+        green_server.drop_database(green.name)
+
+
+def test_sync_from_13_into_17_and_back(pg_major, live_on):
+    sync_across(live_on(13, large_object=False), pg_major(17))
+
+
+@pytest.mark.matrix
+# Two servers always: a subscription created with its slot on the publisher's own cluster waits forever (PostgreSQL
+# docs, CREATE SUBSCRIPTION); same-major sync between two 15 servers is tests/integration/test_pg_sync.py's.
+@pytest.mark.parametrize("old,new", [(15, 17), (13, 15)])
+def test_sync_across_majors_and_back(pg_major, live_on, old, new):
+    sync_across(live_on(old, large_object=False), pg_major(new))
+
+
+@pytest.mark.matrix
+def test_real_schema_staged_from_13_into_17_diffs_exactly_the_migration(pg_major):
+    """Zabbix's schema (hundreds of tables, partitions, triggers) on 13, staged by stream into 17: the diff
+    across the majors is empty, and a migration on the 17 side is exactly what it reports."""
+    from integration.test_pg_schema_diff_restore import _load, _read, _real_schemas  # noqa: PLC0415 - its loader
+
+    schemas = [s for s in _real_schemas() if s.name.startswith("zabbix")]
+    assert schemas, "no Zabbix schema in .cache/real-schema/: run make setup (scripts/fetch-real-schemas.sh)"
+    old, new = pg_major(13), pg_major(17)
+    live = old.create_database()
+    staged = new.db(f"staged_{uuid.uuid4().hex[:8]}")
+    try:
+        _load(live, _read(schemas[0]))
+        pg_clone.clone(live.conn, staged.conn, method="stream", jobs=2, bin_dir=bin_dir(17))
+        r = pg_diff.compare_schemas(live.conn, staged.conn, expect=[])
+        assert r["identical"] and r["objects"]["source"]["table"] >= 200, r["summary"]
+        staged.execute(
+            "ALTER TABLE hosts ADD COLUMN upgraded_on timestamptz; CREATE INDEX items_upgraded ON items (itemid) WHERE status = 1"
+        )
+        r = pg_diff.compare_schemas(live.conn, staged.conn)
+        assert {(c["kind"], c["name"], c["change"]) for c in r["changes"]} == {
+            ("column", "hosts.upgraded_on", "added"),
+            ("index", "items_upgraded", "added"),
+        }, r["summary"]
+    finally:
+        old.drop_database(live.name)
+        new.drop_database(staged.name)
+
+
+@pytest.mark.parametrize(
+    "old,new,expected",
+    [
+        (17, 15, r"default entry runs PostgreSQL 17, the staged entry the older PostgreSQL 15"),
+        (15, 13, r"staged entry's server runs PostgreSQL 13: continuous sync needs 15 or newer there"),
+    ],
+)
+def test_sync_preflight_refuses_a_staged_entry_it_cannot_carry_naming_the_majors(pg_major, live_on, old, new, expected):
+    """Before anything changes: no database, publication or slot is created."""
+    live = live_on(old, large_object=False)
+    green = pg_major(new).db(f"g_{live.name}")
+    with pytest.raises(SafetyRefusal, match=expected):
+        pg_sync.preflight(live.conn, green.conn, pg_sync.stream_name("up", "green"))
+    assert green.name not in pg_major(new).databases() and _slots(live.server) == []
+    assert live.scalar("SELECT count(*) FROM pg_publication") == 0
+
+
+def test_sync_preflight_refuses_two_databases_of_one_server(pg_major, live_on):
+    """CREATE SUBSCRIPTION creating its slot on its own cluster waits forever (found by a 17 -> 17 stream that hung)."""
+    live = live_on(17, large_object=False)
+    green = live.server.db(f"g_{live.name}")
+    with pytest.raises(SafetyRefusal, match=r"databases of the same server .* waits forever for itself"):
+        pg_sync.preflight(live.conn, green.conn, pg_sync.stream_name("up", "green"))
+    assert green.name not in live.server.databases()
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("version", [13, 17])
+@pytest.mark.parametrize("step", ["stage", "sync"])
+def test_privilege_preflight_as_a_managed_login_on_each_major(pg_major, managed_factory, run_module, version, step):
+    """The privilege checks (pg_privileges) on each major, as a managed service's owner role: a copy needs nothing
+    more than it has, a sync is refused for the missing superuser on the staged entry, naming what would allow it."""
+    server = pg_major(version)
+    owner = managed_factory(server)
+    live = server.db(f"m_{uuid.uuid4().hex[:8]}")
+    owner_db = owner.create_database(live.name)
+    owner_db.execute("CREATE TABLE users (id int PRIMARY KEY)")
+    if step == "sync":
+        owner.create_database(f"g_{live.name}")  # sync is checked against an existing staged entry
+    r = run_module(
+        "postgresql_preflight",
+        {**owner.login_params(), "source": {"login_db": live.name}, "target": {"login_db": f"g_{live.name}"}, "step": step},
+    )
+    if step == "stage":
+        assert not r.failed, r.msg
+    else:
+        assert r.failed and "superuser" in r.msg and "nothing was changed" in r.msg, r.msg
