@@ -3,8 +3,9 @@
 # without a container: 13 from bullseye, 17 from trixie (docs/postgresql-versions.md).
 #
 # Each major's packages and their whole dependency closure, its own C library included, are unpacked
-# into a private root (.cache/pg/<major>, in the work tree: the unprivileged cluster owner must reach
-# it, and the patched paths are absolute); the programs in
+# into a private root, $PG_ROOTS/<major> (the unprivileged cluster owner must reach it, and the patched
+# paths are absolute: /var/cache/dualboot-db/pg when run as root, wherever the clone lives — a clone
+# under /root would be out of its reach — else the work tree's .cache/pg); the programs in
 # usr/lib/postgresql/<major>/bin are then pointed (patchelf) at that root's dynamic loader and
 # libraries. So trixie's binaries, built against glibc 2.41, run on bookworm's 2.36, and bullseye's find
 # their libicu67/libssl1.1 — nothing is installed on the host and nothing touches /usr.
@@ -19,18 +20,19 @@ majors=("$@")
 [ ${#majors[@]} -gt 0 ] || majors=(13 17)
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 script_hash=$(hash_files "$0")
+PG_ROOTS=${DUALBOOT_PG_ROOTS:-$([ "$(id -u)" -eq 0 ] && echo /var/cache/dualboot-db/pg || echo "$LOCAL_CACHE/pg")}
 command -v patchelf >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends patchelf
 
 fetch_major() {
   local major=$1 suite=${SUITE[$1]:-}
   [ -n "$suite" ] || die "no Debian suite known for PostgreSQL $major (known: ${!SUITE[*]})"
-  local top=$LOCAL_CACHE/pg/$major root=$LOCAL_CACHE/pg/$major
+  local top=$PG_ROOTS/$major root=$PG_ROOTS/$major
   if [ "$(cat "$top/.hash" 2>/dev/null)" = "$script_hash" ] && [ -x "$root/usr/lib/postgresql/$major/bin/postgres" ]; then
     say "PostgreSQL $major ($suite) up to date"
     return
   fi
   say "PostgreSQL $major: downloading $suite's packages into $top (once)"
-  local apt=$LOCAL_CACHE/pg/apt-$suite
+  local apt=$PG_ROOTS/apt-$suite
   rm -rf "$root" "$apt/lists"
   mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$root"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" >"$apt/sources.list"

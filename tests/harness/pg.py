@@ -1,7 +1,8 @@
 """Throwaway PostgreSQL clusters: initdb/pg_ctl as an unprivileged user, loopback, random port.
 
 The host's PostgreSQL 15 by default; ``PgCluster(version=13)`` / ``version=17`` run the binaries that
-``scripts/fetch-pg-versions.sh`` unpacked from bullseye's and trixie's packages into ``.cache/pg/<major>``.
+``scripts/fetch-pg-versions.sh`` unpacked from bullseye's and trixie's packages into ``/var/cache/dualboot-db/pg/<major>``
+(as root; else ``.cache/pg/<major>``).
 
 Every cluster has ``wal_level=logical`` and password (scram) authentication over TCP, so tests can
 exercise logical replication and wrong-password handling. ``DUALBOOT_TEST_PG_URI`` replaces the
@@ -35,10 +36,13 @@ _ROOT = Path(__file__).resolve().parents[2]
 def pg_bin(version: int = DEFAULT_VERSION) -> Path:
     """The server binaries of PostgreSQL ``version``."""
     if version != DEFAULT_VERSION:
-        path = _ROOT / ".cache" / "pg" / str(version) / "usr" / "lib" / "postgresql" / str(version) / "bin"
-        if (path / "initdb").exists():
-            return path
-        raise RuntimeError(f"PostgreSQL {version} binaries not found in {path}: run `make setup` (scripts/fetch-pg-versions.sh)")
+        # Where scripts/fetch-pg-versions.sh unpacks them: its DUALBOOT_PG_ROOTS, /var/cache as root, else .cache.
+        roots = [os.environ.get("DUALBOOT_PG_ROOTS"), "/var/cache/dualboot-db/pg", str(_ROOT / ".cache" / "pg")]
+        paths = [Path(r) / str(version) / "usr" / "lib" / "postgresql" / str(version) / "bin" for r in roots if r]
+        for path in paths:
+            if (path / "initdb").exists():
+                return path
+        raise RuntimeError(f"PostgreSQL {version} binaries not found in {paths[-2]}: run `make setup` (scripts/fetch-pg-versions.sh)")
     for c in PG_BIN_CANDIDATES:
         if c and (Path(c) / "initdb").exists():
             return Path(c)
