@@ -71,6 +71,35 @@ def test_failed_health_check_switches_every_touched_host_back(deployment):
     assert d["vars"]["dualboot_entries"]["blue"]["login_password"] not in out
 
 
+def test_a_host_of_the_second_batch_fails_and_every_host_of_every_batch_is_switched_back(deployment):
+    """The play runs over both hosts (playbooks/cutover.yml): each batch switches itself in parallel.
+    app2, alone in the second batch, fails a command health check: app1 (first batch, switched and
+    healthy) and app2 both go back to blue, and the message names the host, the check and its output."""
+    import yaml
+
+    d = deployment
+    for step in ("stage", "verify"):
+        rc, out = play(d, step)
+        assert rc == 0, out[-3000:]
+    inventory = yaml.safe_load(d["inventory"].read_text())
+    probe = {"name": "orders probe", "command": ["sh", "-c", "echo orders queue stuck >&2; exit 3"], "after_switch": True}
+    inventory["all"]["children"]["dualboot_app"]["hosts"]["app2"]["dualboot_health_checks"] = [probe]
+    d["inventory"].write_text(yaml.safe_dump(inventory))
+    rc, out = play(d, "cutover", dualboot_health_checks=[], dualboot_cutover_batch_size=1)
+    assert rc != 0
+    assert "cutover FAILED and was undone" in out, out[-4000:]
+    assert "app2: orders probe failed (rc 3, output: orders queue stuck)" in out, out[-4000:]
+    assert "switched back: app1, app2" in out, out[-4000:]
+    for env in d["hosts"].values():
+        assert env.read_text() == f"DATABASE_URL={d['blue'].uri}\nOTHER=kept\n"
+    for host in d["hosts"]:
+        r = record(d, host)
+        assert r["default"] == "blue" and r["lock"] is None and r["staged"] == "green"
+        assert r["journal"]["phase"] == "undone", r["journal"]
+    assert d["blue"].scalar("SHOW default_transaction_read_only") == "off"
+    d["blue"].execute("INSERT INTO users (user_name) VALUES ('after the undo')")
+
+
 def test_cutover_then_rollback_refuses_abandoning_writes(deployment):
     d = deployment
     for step in ("stage", "verify", "cutover"):
