@@ -7,7 +7,8 @@ Two local PostgreSQL 15 clusters like the test harness (tests/harness/pg.py): ``
 ``users`` table) on the first, ``green`` on the second. Each application host is an inventory host
 with ``ansible_connection: local``, its own dotenv file, boot record and reload command (it touches a
 file of its own). Every host is in one batch (``dualboot_cutover_batch_size`` = host count), Ansible
-runs with as many forks as hosts. Per run: stage and verify (not timed), then the cutover with a
+runs with as many forks as hosts. Per run: stage and verify (not timed), then the cutover (drift policy
+restage: the writer writes to blue after the copy, so the copy is redone inside the window) with a
 writer running (tests/harness/killpoints.Writer: one row at a time through each host's
 configuration in turn). Reported per host count and mode:
 
@@ -91,7 +92,7 @@ def deployment(workdir: Path, hosts: int, blue, pg, pg2) -> tuple[Path, dict, di
     for name, host in inv["all"]["children"]["dualboot_app"]["hosts"].items():
         host["dualboot_app_reload"] = {"command": ["touch", str(workdir / f"{name}.reloaded")]}
     inventory.write_text(yaml.safe_dump(inv))
-    variables.update({"dualboot_health_checks": [], "dualboot_cutover_batch_size": hosts})
+    variables.update({"dualboot_health_checks": [], "dualboot_cutover_batch_size": hosts, "dualboot_drift_policy": "restage"})
     return inventory, variables, envs
 
 
