@@ -658,6 +658,10 @@ def lock(
     if plan is not None:
         record, journaled = journal(record, run_id, "locked", plan=plan, now=now)
         facts["journal"] = journaled["journal"]
+        if plan.get("abandons"):
+            # A rollback told to discard the writes the default took: the operator hears it as a warning,
+            # and the journal (kept in the record) says which writes were left behind.
+            facts["warnings"] = [f"this {plan['action']} abandons writes on {plan['from']}: {plan['abandons']}"]
     if held and held.get("run_id") == run_id:
         return record, {**facts, "msg": f"run {run_id} holds the lock until {new['expires']}"}
     return record, {

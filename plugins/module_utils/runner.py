@@ -14,7 +14,6 @@ from typing import Any, Callable
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.dualboot.db.plugins.module_utils.errors import DualbootError, MissingDependency
-from ansible_collections.dualboot.db.plugins.module_utils.pg_privileges import explain, is_privilege_error
 
 
 def require(module: Any, library: str, import_error: str | None) -> None:
@@ -52,6 +51,10 @@ def run(module: Any, func: Callable[..., dict], *args: Any, **kwargs: Any) -> No
     except DualbootError as exc:
         _fail(module, exc)
     except Exception as exc:  # noqa: BLE001 - the boundary reports unexpected errors with their traceback
+        # Imported here: it loads psycopg, which modules without a database (boot_record, the switch)
+        # would otherwise pay for on every call (a third of their start-up).
+        from ansible_collections.dualboot.db.plugins.module_utils.pg_privileges import explain, is_privilege_error
+
         if is_privilege_error(exc):
             _fail(module, explain(exc, module.params.get("login_user")))
         else:

@@ -417,3 +417,13 @@ def test_a_lock_taken_and_released_leaves_the_record_byte_for_byte(record):
     assert record.read_bytes() == before
     run(record, "evidence", entry="green", stage={"run_id": "s1"})
     assert json.loads(record.read_text())["updated"] != json.loads(before)["updated"]
+
+
+def test_a_rollback_that_abandons_writes_warns_and_journals_them(record):
+    plan = {"action": "rollback", "from": "green", "to": "blue", "hosts": ["app1"], "abandons": "public.users: ~1 rows"}
+    run(record, "switched", to="green")
+    result = run(record, "locked", run_id="r9", journal=plan)
+    assert result["warnings"] == ["this rollback abandons writes on green: public.users: ~1 rows"]
+    assert result["record"]["journal"]["abandons"] == "public.users: ~1 rows"
+    quiet = run(record, "locked", run_id="r9", journal={**plan, "abandons": ""})
+    assert "warnings" not in quiet
