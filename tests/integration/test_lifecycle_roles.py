@@ -87,7 +87,7 @@ def test_a_host_of_the_second_batch_fails_and_every_host_of_every_batch_is_switc
     # The probe writes one row through app2's configuration (green, once switched), then fails.
     write_then_fail = (
         "import sys, psycopg; url = open(sys.argv[1]).read().split('=', 1)[1].splitlines()[0]; "
-        "psycopg.connect(url, autocommit=True).execute(\"INSERT INTO users (creation_date) VALUES (now())\"); "
+        'psycopg.connect(url, autocommit=True).execute("INSERT INTO users (creation_date) VALUES (now())"); '
         "print('orders queue stuck', file=sys.stderr); sys.exit(3)"
     )
     probe = {"name": "orders probe", "command": [sys.executable, "-c", write_then_fail, str(d["hosts"]["app2"])], "after_switch": True}
