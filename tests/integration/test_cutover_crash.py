@@ -117,6 +117,38 @@ def test_a_killed_cutover_is_recovered_without_losing_a_write(deployment, kill_a
     assert len({url for _stamp, url in writer.acked}) >= 1 and writer.acked
 
 
+# The parallel section (roles/cutover/tasks/batch_parallel.yml), both hosts in one batch switching at
+# the same time: (kill after this task's first result, recovered by). Each host's own record reaches
+# phase switching before its configuration moves: a kill right after that is finished, not undone.
+OWN_JOURNAL = "Journal the switching of this host in its own boot record"
+PARALLEL_POINTS = [
+    pytest.param(OWN_JOURNAL, "cutover", id="own-journal"),
+    pytest.param(OWN_JOURNAL, "rollback", id="own-journal-rollback", marks=pytest.mark.matrix),
+    pytest.param("Point the configuration at the entry", "cutover", id="first-of-batch", marks=pytest.mark.matrix),
+    pytest.param("Did every host of the batch switch?", "rollback", id="batch-switched", marks=pytest.mark.matrix),
+    pytest.param("Did every host of the batch switch?", "cutover", id="batch-switched-cutover", marks=pytest.mark.matrix),
+]
+
+
+@pytest.mark.parametrize(("kill_after", "recover_with"), PARALLEL_POINTS)
+def test_a_cutover_killed_in_a_parallel_batch_is_recovered(deployment, kill_after, recover_with):
+    d = deployment
+    d["vars"]["dualboot_cutover_batch_size"] = 2
+    writer = Writer(list(d["hosts"].values()))
+    writer.start()
+    try:
+        time.sleep(1)
+        rc, out = kill_then_recover(d, "cutover", kill_after, recover_with, writer)
+        assert "RECOVERY" in out, out[-4000:]
+        time.sleep(1)
+    finally:
+        writer.stop()
+    check_recovery(d, rc, out, recover_with)
+    default = assert_consistent(d, writer)
+    if kill_after == OWN_JOURNAL and recover_with == "cutover":
+        assert default == "green", out[-3000:]
+
+
 def test_records_half_switched_converge(deployment, run_module):
     """Issue 19 B: killed between two records' switch, cutover and rollback both stopped at an assertion.
 

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import stat
+import sys
 
 import pytest
 from harness.ansible import local_deployment, run_playbook
@@ -70,6 +71,42 @@ def test_failed_health_check_switches_every_touched_host_back(deployment):
     assert d["blue"].scalar("SHOW default_transaction_read_only") == "off"
     assert d["blue"].scalar("SELECT count(*) FROM users") == 300
     assert d["vars"]["dualboot_entries"]["blue"]["login_password"] not in out
+
+
+def test_a_host_of_the_second_batch_fails_and_every_host_of_every_batch_is_switched_back(deployment):
+    """The play runs over both hosts (playbooks/cutover.yml): each batch switches itself in parallel.
+    app2, alone in the second batch, fails a command health check: app1 (first batch, switched and
+    healthy) and app2 both go back to blue, and the message names the host, the check and its output."""
+    import yaml
+
+    d = deployment
+    for step in ("stage", "verify"):
+        rc, out = play(d, step)
+        assert rc == 0, out[-3000:]
+    inventory = yaml.safe_load(d["inventory"].read_text())
+    # The probe writes one row through app2's configuration (green, once switched), then fails.
+    write_then_fail = (
+        "import sys, psycopg; url = open(sys.argv[1]).read().split('=', 1)[1].splitlines()[0]; "
+        'psycopg.connect(url, autocommit=True).execute("INSERT INTO users (creation_date) VALUES (now())"); '
+        "print('orders queue stuck', file=sys.stderr); sys.exit(3)"
+    )
+    probe = {"name": "orders probe", "command": [sys.executable, "-c", write_then_fail, str(d["hosts"]["app2"])], "after_switch": True}
+    inventory["all"]["children"]["dualboot_app"]["hosts"]["app2"]["dualboot_health_checks"] = [probe]
+    d["inventory"].write_text(yaml.safe_dump(inventory))
+    rc, out = play(d, "cutover", dualboot_cutover_batch_size=1)
+    assert rc != 0
+    assert "cutover FAILED and was undone" in out, out[-4000:]
+    assert "app2: orders probe failed (rc 3, output: orders queue stuck" in out, out[-4000:]
+    assert "switched back: app1, app2" in out, out[-4000:]
+    assert "stay in green only: public.users: ~1 rows" in out, out[-4000:]
+    for env in d["hosts"].values():
+        assert env.read_text() == f"DATABASE_URL={d['blue'].uri}\nOTHER=kept\n"
+    for host in d["hosts"]:
+        r = record(d, host)
+        assert r["default"] == "blue" and r["lock"] is None and r["staged"] == "green"
+        assert r["journal"]["phase"] == "undone", r["journal"]
+    assert d["blue"].scalar("SHOW default_transaction_read_only") == "off"
+    d["blue"].execute("INSERT INTO users (user_name) VALUES ('after the undo')")
 
 
 def test_cutover_then_rollback_refuses_abandoning_writes(deployment):
