@@ -169,7 +169,7 @@ def table(runs: list[dict]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--hosts", default="1,10,50", help="host counts, comma separated")
     ap.add_argument("--modes", default="parallel,sequential", help="parallel, sequential or both")
     opts = ap.parse_args()
