@@ -46,6 +46,14 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+FLEET_PLAY = """- name: Cutover, every host of a batch at once
+  hosts: dualboot_app
+  gather_facts: false
+  roles:
+    - role: dualboot.db.cutover
+"""
+
+
 def playbook(name: str, inventory: Path, variables: dict, forks: int) -> tuple[int, str, float]:
     from harness.ansible import ansible_env
 
@@ -54,7 +62,11 @@ def playbook(name: str, inventory: Path, variables: dict, forks: int) -> tuple[i
     vf = work / "vars.json"
     vf.write_text(json.dumps(variables))
     os.chmod(vf, 0o600)
-    cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(inventory), f"dualboot.db.{name}", "-e", f"@{vf}", "-f", str(forks)]
+    target = f"dualboot.db.{name}"
+    if name == "cutover":  # a play over every application host (docs/lifecycle.md, cutover-fleet.yml)
+        target = str(work / "cutover-fleet.yml")
+        Path(target).write_text(FLEET_PLAY)
+    cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(inventory), target, "-e", f"@{vf}", "-f", str(forks)]
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(work), cwd=ROOT, check=False, timeout=3600)
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 from harness.ansible import ansible_env, local_deployment, run_playbook
 from harness.killpoints import Writer, config_url, lost_writes, run_fresh, run_killed
+from harness.paths import ROOT
 
 TEMPLATE = "postgresql://{login_user}:{password!u}@{login_host}:{login_port}/{login_db}"
 
@@ -80,7 +82,8 @@ def assert_consistent(d: dict, writer: Writer | None) -> str:
 
 
 def kill_then_recover(d: dict, playbook: str, kill_after: str, recover_with: str, writer: Writer) -> tuple[int, str]:
-    rc, out, log = run_killed(f"dualboot.db.{playbook}", d["inventory"], d["vars"], {"DUALBOOT_KILL_AFTER": kill_after})
+    path = playbook if playbook.endswith(".yml") else f"dualboot.db.{playbook}"
+    rc, out, log = run_killed(path, d["inventory"], d["vars"], {"DUALBOOT_KILL_AFTER": kill_after})
     assert log and log[-1].startswith("KILLED"), f"the kill point {kill_after!r} was never reached:\n" + "\n".join(log[-40:]) + out[-3000:]
     return run_fresh(f"dualboot.db.{recover_with}", d["inventory"], d["vars"])
 
@@ -134,11 +137,14 @@ PARALLEL_POINTS = [
 def test_a_cutover_killed_in_a_parallel_batch_is_recovered(deployment, kill_after, recover_with):
     d = deployment
     d["vars"]["dualboot_cutover_batch_size"] = 2
+    # docs/lifecycle.md's play over every application host: the hosts of a batch switch at once.
+    fleet = d["dir"] / "cutover-fleet.yml"
+    fleet.write_text(re.search(r"```yaml\n(# cutover-fleet\.yml.*?)```", (ROOT / "docs" / "lifecycle.md").read_text(), re.S).group(1))
     writer = Writer(list(d["hosts"].values()))
     writer.start()
     try:
         time.sleep(1)
-        rc, out = kill_then_recover(d, "cutover", kill_after, recover_with, writer)
+        rc, out = kill_then_recover(d, str(fleet), kill_after, recover_with, writer)
         assert "RECOVERY" in out, out[-4000:]
         time.sleep(1)
     finally:

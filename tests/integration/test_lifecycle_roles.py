@@ -14,6 +14,7 @@ import sys
 
 import pytest
 from harness.ansible import local_deployment, run_playbook
+from harness.paths import ROOT
 
 TEMPLATE = "postgresql://{login_user}:{password!u}@{login_host}:{login_port}/{login_db}"
 
@@ -74,7 +75,7 @@ def test_failed_health_check_switches_every_touched_host_back(deployment):
 
 
 def test_a_host_of_the_second_batch_fails_and_every_host_of_every_batch_is_switched_back(deployment):
-    """The play runs over both hosts (playbooks/cutover.yml): each batch switches itself in parallel.
+    """The play runs over both hosts (the docs' cutover-fleet.yml): each batch switches itself in parallel.
     app2, alone in the second batch, fails a command health check: app1 (first batch, switched and
     healthy) and app2 both go back to blue, and the message names the host, the check and its output."""
     import yaml
@@ -93,7 +94,11 @@ def test_a_host_of_the_second_batch_fails_and_every_host_of_every_batch_is_switc
     probe = {"name": "orders probe", "command": [sys.executable, "-c", write_then_fail, str(d["hosts"]["app2"])], "after_switch": True}
     inventory["all"]["children"]["dualboot_app"]["hosts"]["app2"]["dualboot_health_checks"] = [probe]
     d["inventory"].write_text(yaml.safe_dump(inventory))
-    rc, out = play(d, "cutover", dualboot_cutover_batch_size=1)
+    # docs/lifecycle.md's play over every application host, verbatim.
+    fleet = re.search(r"```yaml\n(# cutover-fleet\.yml.*?)```", (ROOT / "docs" / "lifecycle.md").read_text(), re.S).group(1)
+    (d["dir"] / "cutover-fleet.yml").write_text(fleet)
+    proc = run_playbook(d["dir"] / "cutover-fleet.yml", {**d["vars"], "dualboot_cutover_batch_size": 1}, inventory=str(d["inventory"]))
+    rc, out = proc.returncode, proc.stdout + proc.stderr
     assert rc != 0
     assert "cutover FAILED and was undone" in out, out[-4000:]
     assert "app2: orders probe failed (rc 3, output: orders queue stuck" in out, out[-4000:]
