@@ -12,6 +12,7 @@ import uuid
 import psycopg
 import pytest
 from harness.pg import pg_bin
+from integration.data.pg.staging import fingerprint
 from integration.test_pg_schema_diff_corpus import CORPUS, load_case
 
 from ansible_collections.dualboot.db.plugins.module_utils import expectations, pg_backup, pg_clone, pg_compare, pg_diff, pg_drift, pg_sync
@@ -106,21 +107,6 @@ def test_schema_diff_every_corpus_case_on_each_major(pg_major, version, path):
 
 def bin_dir(version: int) -> str:
     return str(pg_bin(version))
-
-
-def fingerprint(db) -> dict:
-    """Row count and md5 of every user table's rows, sequence positions, large objects."""
-    out = {}
-    with db.connect() as c:
-        tables = c.execute(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'dualboot') ORDER BY 1"
-        ).fetchall()
-        for (t,) in tables:
-            out[t] = c.execute(f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} AS x").fetchone()
-        out["sequences"] = c.execute("SELECT schemaname, sequencename, last_value FROM pg_sequences ORDER BY 1, 2").fetchall()
-        out["large objects"] = c.execute("SELECT lo_get(oid) FROM pg_largeobject_metadata ORDER BY oid").fetchall()
-    return out
 
 
 @pytest.fixture

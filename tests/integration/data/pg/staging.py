@@ -34,7 +34,8 @@ def make_users(db, rows: int = 2000) -> None:
 
 
 def fingerprint(db) -> dict:
-    """Every user table's row count and md5 of its rows in primary-key order, sequence positions and settings."""
+    """Every user table's row count and md5 of its rows in primary-key order, sequence positions, settings
+    and large objects."""
     out = {}
     with db.connect() as c:
         tables = c.execute(
@@ -50,6 +51,7 @@ def fingerprint(db) -> dict:
         out["settings"] = c.execute(
             "SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ).fetchall()
+        out["large objects"] = c.execute("SELECT lo_get(oid) FROM pg_largeobject_metadata ORDER BY oid").fetchall()
     return out
 
 
