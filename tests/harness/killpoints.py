@@ -31,7 +31,8 @@ EPOCH = datetime.datetime(2000, 1, 1)
 
 
 def run_killed(playbook: str, inventory: Path, variables: dict, kill: dict, timeout: float = 900) -> tuple[int, str, list[str]]:
-    """Run ``playbook`` with a kill point (``{"DUALBOOT_KILL_AFTER": ...}`` or ``{"DUALBOOT_KILL_AT_TASK": "N"}``).
+    """Run ``playbook`` with a kill point: the environment of the ``dualboot_kill`` callback, e.g.
+    ``{"DUALBOOT_KILL_AFTER": ...}``, ``{"DUALBOOT_KILL_AT_TASK": "N"}`` or ``{"DUALBOOT_KILL_BEFORE": ..., "DUALBOOT_KILL_DELAY": "1.5"}``.
 
     Returns (returncode, output, the task log: one line per task start, then KILLED and where).
     An empty ``kill`` runs the playbook to its end and lists its tasks.
@@ -53,6 +54,14 @@ def run_killed(playbook: str, inventory: Path, variables: dict, kill: dict, time
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=work, timeout=timeout, start_new_session=True)
     lines = log.read_text().splitlines() if log.exists() else []
     return proc.returncode, proc.stdout + proc.stderr, lines
+
+
+def kill_in_task(playbook: str, inventory: Path, variables: dict, task: str, delay: float = 0.0) -> str:
+    """Run ``playbook`` and kill it ``delay`` seconds after the first task whose name contains ``task``
+    starts (at its start with no delay). Returns the output; fails when the run ended before the kill."""
+    rc, out, log = run_killed(playbook, inventory, variables, {"DUALBOOT_KILL_BEFORE": task, "DUALBOOT_KILL_DELAY": str(delay)})
+    assert log and log[-1].startswith("KILLED"), f"{playbook} ended (rc {rc}) before the kill {task!r} +{delay} s:\n" + out[-3000:]
+    return out
 
 
 def run_fresh(playbook: str, inventory: Path, variables: dict, timeout: float = 900) -> tuple[int, str]:
@@ -110,4 +119,4 @@ def lost_writes(writer: Writer, db) -> list[datetime.datetime]:
     return [stamp for stamp, _url in writer.acked if stamp not in present]
 
 
-__all__ = ["ROOT", "Writer", "config_url", "lost_writes", "run_fresh", "run_killed"]
+__all__ = ["ROOT", "Writer", "config_url", "kill_in_task", "lost_writes", "run_fresh", "run_killed"]

@@ -19,40 +19,38 @@ import time
 from pathlib import Path
 
 import pytest
-from harness.ansible import ansible_env, local_deployment, run_playbook
+from harness.ansible import ansible_env, run_playbook
+from harness.deployment import snapshot, stage_and_verify, two_hosts
 from harness.killpoints import Writer, config_url, lost_writes, run_fresh, run_killed
 from harness.paths import ROOT
 
-TEMPLATE = "postgresql://{login_user}:{password!u}@{login_host}:{login_port}/{login_db}"
+
+@pytest.fixture(scope="session")
+def staged_once(tmp_path_factory, pg, pg2):
+    """One deployment per test worker, staged and verified once, kept as templates and files."""
+    with two_hosts(tmp_path_factory.mktemp("shop"), pg, pg2) as d:
+        d["vars"]["dualboot_drift_policy"] = "restage"
+        stage_and_verify(d)
+        with snapshot(d, pg, pg2) as restore:
+            yield restore
 
 
 @pytest.fixture
-def deployment(tmp_path, pg, pg2):
-    """A deployment 'shop' (blue on pg with 300 users, green on pg2), staged and verified; drift policy restage."""
-    blue = pg.create_database()
-    green_name = f"g_{blue.name}"
-    blue.execute(
-        "CREATE TABLE users (user_id serial PRIMARY KEY, user_name varchar(255), creation_date timestamp);"
-        "INSERT INTO users (user_name, creation_date) SELECT 'user ' || g, now() FROM generate_series(1, 300) g"
-    )
-    os.chmod(tmp_path, 0o700)
-    hosts = {}
-    for name in ("app1", "app2"):
-        env = tmp_path / f"{name}.env"
-        env.write_text(f"DATABASE_URL={blue.uri}\n")
-        os.chmod(env, 0o600)
-        hosts[name] = env
-    targets = {name: [{"format": "dotenv", "path": str(env), "key": "DATABASE_URL", "template": TEMPLATE}] for name, env in hosts.items()}
-    entries = {"blue": {**pg.login_params(), "login_db": blue.name}, "green": {**pg2.login_params(), "login_db": green_name}}
-    inventory, variables = local_deployment(tmp_path, targets, entries, "r1")
-    variables["dualboot_drift_policy"] = "restage"
-    d = {"inventory": inventory, "vars": variables, "hosts": hosts, "blue": blue, "green": pg2.db(green_name), "dir": tmp_path}
-    for step in ("stage", "verify"):
-        proc = run_playbook(f"dualboot.db.{step}", variables, inventory=str(inventory))
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    yield d
-    pg.drop_database(blue.name)
-    pg2.drop_database(green_name)
+def deployment(staged_once):
+    """A deployment 'shop' (blue on pg with 300 users, green on pg2), staged and verified; drift policy restage.
+    Each test gets it as it was right after that verify: databases, boot records, configuration files."""
+    return staged_once()
+
+
+@pytest.fixture
+def sync_deployment(tmp_path, pg, pg2):
+    """The same deployment staged with continuous sync (demo change r3): a stream carries blue into green."""
+    if pg.host == pg2.host and pg.port == pg2.port:
+        pytest.skip("needs two PostgreSQL servers; DUALBOOT_TEST_PG_URI gives one")
+    with two_hosts(tmp_path, pg, pg2, "r3") as d:
+        d["pg"], d["pg2"] = pg, pg2
+        stage_and_verify(d)
+        yield d
 
 
 def records(d: dict) -> dict:
@@ -208,6 +206,29 @@ def test_a_rollback_killed_at_the_thaw_is_finished(deployment):
     assert records(d)["app1"]["journal"]["phase"] in ("done", "undone")
 
 
+@pytest.mark.matrix
+def test_a_recovery_killed_after_taking_the_lock_is_recovered_again(deployment):
+    """A recovery adopts the journal of the run it recovers at phase locked: killed right after that, the
+    next recovery read "locked" and undid a cutover whose hosts wrote to green already, losing those writes."""
+    d = deployment
+    writer = Writer(list(d["hosts"].values()))
+    writer.start()
+    try:
+        time.sleep(1)
+        rc, out, log = run_killed("dualboot.db.cutover", d["inventory"], d["vars"], {"DUALBOOT_KILL_AFTER": HALF_SWITCHED})
+        assert log[-1].startswith("KILLED"), "\n".join(log[-30:])
+        time.sleep(1)
+        rc, out, log = run_killed("dualboot.db.cutover", d["inventory"], d["vars"], {"DUALBOOT_KILL_AFTER": "Lock the other boot records"})
+        assert log[-1].startswith("KILLED") and any("Plan the recovery" in line for line in log), "\n".join(log[-30:])
+        rc, out = run_fresh("dualboot.db.rollback", d["inventory"], d["vars"])
+        time.sleep(1)
+    finally:
+        writer.stop()
+    assert "finishing it" in out, out[-4000:]
+    check_recovery(d, rc, out, "rollback")
+    assert_consistent(d, writer)
+
+
 # The wide sweep: every task start of a cutover (and of a rollback after a cutover) is a kill point;
 # runs with fewer tasks than N end normally and the case is skipped.
 SWEEP = range(1, 111)
@@ -284,3 +305,78 @@ def test_rollback_after_a_finished_crashed_cutover_measures_from_the_original_ma
     rc, out = run_fresh("dualboot.db.rollback", d["inventory"], d["vars"])
     assert rc != 0 and "Rollback refused" in out and "public.users" in out, out[-3000:]
     assert assert_consistent(d, None) == "green"
+
+
+# The sync method (demo change r3, roles/cutover/tasks/sync.yml): the handover freezes blue, lets green
+# apply everything, copies the sequences, ends the stream into green and starts the stream back into
+# blue that keeps the fallback current (a rollback loses nothing). A recovery must leave the streams
+# of the state it reaches: after a cutover only the stream back, after an undone cutover only the
+# stream forward, after a rollback none. (playbook, kill, recovered by); rollbacks follow a cutover.
+SWITCHING = "Journal the phase in every boot record, switching"
+LOCKED = {"DUALBOOT_KILL_AFTER": "Lock the other boot records"}
+HANDED_OVER = {"DUALBOOT_KILL_AFTER": "Hand the writes over"}
+INSIDE_HANDOVER = {"DUALBOOT_KILL_BEFORE": "Hand the writes over", "DUALBOOT_KILL_DELAY": "1"}
+SYNC_POINTS = [
+    pytest.param("cutover", {"DUALBOOT_KILL_AFTER": SWITCHING + "#2"}, "cutover", id="cutover-before-handover"),
+    pytest.param("cutover", LOCKED, "rollback", id="cutover-locked", marks=pytest.mark.matrix),
+    pytest.param("cutover", {"DUALBOOT_KILL_AFTER": "Record the stream back"}, "cutover", id="cutover-evidence", marks=pytest.mark.matrix),
+    pytest.param("cutover", {"DUALBOOT_KILL_AFTER": SWITCHING}, "rollback", id="cutover-half-journaled", marks=pytest.mark.matrix),
+    pytest.param("cutover", INSIDE_HANDOVER, "cutover", id="cutover-inside-handover", marks=pytest.mark.matrix),
+    pytest.param("cutover", INSIDE_HANDOVER, "rollback", id="cutover-inside-handover-rollback", marks=pytest.mark.matrix),
+    pytest.param("cutover", HANDED_OVER, "rollback", id="cutover-handed-over", marks=pytest.mark.matrix),
+    pytest.param("cutover", {"DUALBOOT_KILL_AFTER": HALF_SWITCHED}, "cutover", id="cutover-hosts-half", marks=pytest.mark.matrix),
+    pytest.param("cutover", {"DUALBOOT_KILL_AFTER": HALF_SWITCHED}, "rollback", id="cutover-hosts-half-rollback", marks=pytest.mark.matrix),
+    pytest.param("rollback", LOCKED, "cutover", id="rollback-locked", marks=pytest.mark.matrix),
+    pytest.param("rollback", INSIDE_HANDOVER, "rollback", id="rollback-inside-handover", marks=pytest.mark.matrix),
+    pytest.param("rollback", HANDED_OVER, "rollback", id="rollback-handed-over"),
+    pytest.param("rollback", HANDED_OVER, "cutover", id="rollback-handed-over-cutover", marks=pytest.mark.matrix),
+    pytest.param("rollback", {"DUALBOOT_KILL_AFTER": HALF_SWITCHED}, "cutover", id="rollback-hosts-half", marks=pytest.mark.matrix),
+]
+
+
+def slots(server) -> list[str]:
+    return [r[0] for r in server.db("postgres").query("SELECT slot_name FROM pg_replication_slots ORDER BY 1")]
+
+
+def assert_streams(d: dict, out: str) -> None:
+    """The streams of the state the records describe, each carrying a new write (and the sequences copied)."""
+    r = records(d)["app1"]
+    blue_slots, green_slots = slots(d["pg"]), slots(d["pg2"])
+    if r["default"] == "green":
+        assert (blue_slots, green_slots) == ([], ["dualboot_shop_blue"]), f"after a cutover only the stream back runs\n{out[-4000:]}"
+        writes, carried = d["green"], d["blue"]
+    elif r["fallback"] is None:
+        assert (blue_slots, green_slots) == (["dualboot_shop_green"], []), f"an undone cutover keeps the stream forward\n{out[-4000:]}"
+        writes, carried = d["blue"], d["green"]
+    else:
+        assert (blue_slots, green_slots) == ([], []), f"a rollback ends every stream\n{out[-4000:]}"
+        return
+    # A new row by its sequence (a sequence not carried over collides with the rows the stream brought).
+    new_id = writes.scalar("INSERT INTO users (creation_date) VALUES ('1998-01-01') RETURNING user_id")
+    for _ in range(100):
+        if carried.scalar("SELECT count(*) FROM users WHERE user_id = %s", (new_id,)):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"a write to {writes.name} did not reach {carried.name} within 10 s: the stream does not carry it")
+
+
+@pytest.mark.parametrize(("playbook", "kill", "recover_with"), SYNC_POINTS)
+def test_a_killed_sync_switch_is_recovered_with_its_streams(sync_deployment, playbook, kill, recover_with):
+    d = sync_deployment
+    if playbook == "rollback":
+        proc = run_playbook("dualboot.db.cutover", d["vars"], inventory=str(d["inventory"]))
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    writer = Writer(list(d["hosts"].values()))
+    writer.start()
+    try:
+        time.sleep(1)
+        rc, out, log = run_killed(f"dualboot.db.{playbook}", d["inventory"], d["vars"], kill)
+        assert log and log[-1].startswith("KILLED"), f"the kill point {kill} was never reached:\n" + "\n".join(log[-40:]) + out[-3000:]
+        rc, out = run_fresh(f"dualboot.db.{recover_with}", d["inventory"], d["vars"])
+        time.sleep(1)
+    finally:
+        writer.stop()
+    # The stream back carries the writes: a rollback never needs to refuse.
+    assert rc == 0 and "RECOVERY" in out, out[-5000:]
+    assert_consistent(d, writer)
+    assert_streams(d, out)

@@ -13,34 +13,16 @@ import stat
 import sys
 
 import pytest
-from harness.ansible import local_deployment, run_playbook
+from harness.ansible import run_playbook
+from harness.deployment import two_hosts
 from harness.paths import ROOT
-
-TEMPLATE = "postgresql://{login_user}:{password!u}@{login_host}:{login_port}/{login_db}"
 
 
 @pytest.fixture
 def deployment(tmp_path, pg, pg2):
     """A deployment 'shop' whose default entry blue (on pg) holds 300 users; green lives on pg2."""
-    blue = pg.create_database()
-    green_name = f"g_{blue.name}"
-    blue.execute(
-        "CREATE TABLE users (user_id serial PRIMARY KEY, user_name varchar(255), creation_date timestamp);"
-        "INSERT INTO users (user_name, creation_date) SELECT 'user ' || g, now() FROM generate_series(1, 300) g"
-    )
-    os.chmod(tmp_path, 0o700)
-    hosts = {}
-    for name in ("app1", "app2"):
-        env = tmp_path / f"{name}.env"
-        env.write_text(f"DATABASE_URL={blue.uri}\nOTHER=kept\n")
-        os.chmod(env, 0o600)
-        hosts[name] = env
-    targets = {name: [{"format": "dotenv", "path": str(env), "key": "DATABASE_URL", "template": TEMPLATE}] for name, env in hosts.items()}
-    entries = {"blue": {**pg.login_params(), "login_db": blue.name}, "green": {**pg2.login_params(), "login_db": green_name}}
-    inventory, variables = local_deployment(tmp_path, targets, entries, "r1")
-    yield {"inventory": inventory, "vars": variables, "hosts": hosts, "blue": blue, "green": pg2.db(green_name), "dir": tmp_path}
-    pg.drop_database(blue.name)
-    pg2.drop_database(green_name)
+    with two_hosts(tmp_path, pg, pg2) as d:
+        yield d
 
 
 def play(d: dict, name: str, **extra):

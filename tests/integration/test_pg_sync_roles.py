@@ -18,7 +18,8 @@ import uuid
 import psycopg
 import pytest
 import yaml
-from harness.ansible import local_deployment, run_playbook, run_playbook_killed
+from harness.ansible import local_deployment, run_playbook
+from harness.killpoints import kill_in_task
 from harness.paths import ROOT
 from harness.pgbouncer import PgBouncer, install_role
 
@@ -250,7 +251,7 @@ def stream_parts(d: dict) -> dict:
 @pytest.mark.parametrize(("task", "delay"), SYNC_STAGE_KILLS)
 def test_a_killed_sync_stage_is_cleaned_up_by_the_next_one(deployment, task, delay):
     d = deployment
-    run_playbook_killed("dualboot.db.stage", task, d["vars"], inventory=str(d["inventory"]), delay=delay)
+    kill_in_task("dualboot.db.stage", d["inventory"], d["vars"], task, delay)
     rc, out = play(d, "stage")
     assert rc == 0, out[-4000:]
     assert stream_parts(d) == {
@@ -268,7 +269,7 @@ def test_a_killed_sync_stage_is_cleaned_up_by_the_next_one(deployment, task, del
 )
 def test_a_copy_stage_after_a_killed_sync_stage_removes_its_stream(deployment, task, delay):
     d = deployment
-    run_playbook_killed("dualboot.db.stage", task, d["vars"], inventory=str(d["inventory"]), delay=delay)
+    kill_in_task("dualboot.db.stage", d["inventory"], d["vars"], task, delay)
     rc, out = play(d, "stage", dualboot_stage_method="copy")
     assert rc == 0, out[-4000:]
     assert stream_parts(d) == {"slots": [], "publications": [], "subscriptions": [], "green_databases": [d["green"].name]}

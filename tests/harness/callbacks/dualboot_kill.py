@@ -4,14 +4,17 @@
 production loses a control node. Enabled by the kill-point tests (tests/harness/killpoints.py):
 
 - DUALBOOT_KILL_AT_TASK=N kills when the N-th task starts (right after task N-1 finished);
-- DUALBOOT_KILL_BEFORE="<name part>" kills when the first task whose name contains it starts;
+- DUALBOOT_KILL_BEFORE="<name part>" kills when the first task whose name contains it starts, or with
+  DUALBOOT_KILL_DELAY=<seconds> that long after it started (a kill inside the task, where it is then);
 - DUALBOOT_KILL_AFTER="<name part>[#k]" kills right after the k-th result (default the first) of a
   task whose name contains <name part>: loop items count one by one (#1 of a loop over two hosts
   is "after the first host", but the worker may have finished the next item by the time the kill
   lands: use it where that does not matter), then the task's own result;
 - DUALBOOT_KILL_LOG=<file> appends every task start as "<n>\t<task name>" (to list the kill points).
 
-The playbook must run in its own process group (start_new_session): the whole group is killed.
+The playbook must run in its own process group (start_new_session): the whole group is killed, and
+first every descendant of ansible-playbook wherever it went (Ansible's local connection starts
+modules in sessions of their own): a module running at the kill dies with its control node.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ description: Kills ansible-playbook's process group at a task start or after a n
 
 import os  # noqa: E402
 import signal  # noqa: E402
+import threading  # noqa: E402
 
 from ansible.plugins.callback import CallbackBase  # noqa: E402
 
@@ -40,6 +44,7 @@ class CallbackModule(CallbackBase):
         self.started = 0
         self.at_task = int(os.environ.get("DUALBOOT_KILL_AT_TASK") or 0)
         self.before = os.environ.get("DUALBOOT_KILL_BEFORE") or ""
+        self.delay = float(os.environ.get("DUALBOOT_KILL_DELAY") or 0)
         after = os.environ.get("DUALBOOT_KILL_AFTER") or ""
         self.after, _sep, nth = after.partition("#")
         self.after_nth = int(nth or 1)
@@ -50,6 +55,12 @@ class CallbackModule(CallbackBase):
         if self.log:
             with open(self.log, "a", encoding="utf-8") as f:
                 f.write(f"KILLED\t{why}\n")
+        for _sweep in range(2):  # a second sweep catches a child forked while the first one ran
+            for pid in _descendants(os.getpid()):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
     def v2_playbook_on_task_start(self, task, is_conditional):
@@ -57,8 +68,15 @@ class CallbackModule(CallbackBase):
         if self.log:
             with open(self.log, "a", encoding="utf-8") as f:
                 f.write(f"{self.started}\t{task.get_name()}\n")
-        if (self.at_task and self.started == self.at_task) or (self.before and self.before in task.get_name()):
+        if self.at_task and self.started == self.at_task:
             self._kill(f"at the start of task {self.started}: {task.get_name()}")
+        if self.before and self.before in task.get_name():
+            self.before = ""  # the first such task only
+            why = f"{self.delay:g} s into task {self.started}: {task.get_name()}"
+            if self.delay:
+                threading.Timer(self.delay, self._kill, (why,)).start()
+            else:
+                self._kill(f"at the start of task {self.started}: {task.get_name()}")
 
     def _finished(self, result) -> None:
         if not self.after or self.after not in result._task.get_name():
@@ -75,3 +93,23 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_item_on_ok(self, result):
         self._finished(result)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from /proc (whatever session or group it moved to)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
