@@ -79,10 +79,19 @@ def assert_consistent(d: dict, writer: Writer | None) -> str:
     return default
 
 
-def kill_then_recover(d: dict, playbook: str, kill_after: str, recover_with: str, writer: Writer) -> tuple[int, str]:
+def play(d: dict, playbook: str) -> None:
+    """Run a lifecycle playbook to its end, which must succeed."""
+    proc = run_playbook(f"dualboot.db.{playbook}", d["vars"], inventory=str(d["inventory"]))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+
+
+def kill_then_recover(d: dict, playbook: str, kill: str | dict, recover_with: str) -> tuple[int, str]:
+    """Kill ``playbook`` (after the task named like ``kill``, or at the callback's kill point ``kill``), then
+    run ``recover_with`` from a fresh control node."""
     path = playbook if playbook.endswith(".yml") else f"dualboot.db.{playbook}"
-    rc, out, log = run_killed(path, d["inventory"], d["vars"], {"DUALBOOT_KILL_AFTER": kill_after})
-    assert log and log[-1].startswith("KILLED"), f"the kill point {kill_after!r} was never reached:\n" + "\n".join(log[-40:]) + out[-3000:]
+    kill = kill if isinstance(kill, dict) else {"DUALBOOT_KILL_AFTER": kill}
+    rc, out, log = run_killed(path, d["inventory"], d["vars"], kill)
+    assert log and log[-1].startswith("KILLED"), f"the kill point {kill} was never reached:\n" + "\n".join(log[-40:]) + out[-3000:]
     return run_fresh(f"dualboot.db.{recover_with}", d["inventory"], d["vars"])
 
 
@@ -108,7 +117,7 @@ def test_a_killed_cutover_is_recovered_without_losing_a_write(deployment, kill_a
     writer.start()
     try:
         time.sleep(1)
-        rc, out = kill_then_recover(d, "cutover", kill_after, recover_with, writer)
+        rc, out = kill_then_recover(d, "cutover", kill_after, recover_with)
         assert "RECOVERY" in out, out[-4000:]
         time.sleep(1)
     finally:
@@ -142,7 +151,7 @@ def test_a_cutover_killed_in_a_parallel_batch_is_recovered(deployment, kill_afte
     writer.start()
     try:
         time.sleep(1)
-        rc, out = kill_then_recover(d, str(fleet), kill_after, recover_with, writer)
+        rc, out = kill_then_recover(d, str(fleet), kill_after, recover_with)
         assert "RECOVERY" in out, out[-4000:]
         time.sleep(1)
     finally:
@@ -186,8 +195,7 @@ def test_records_half_switched_converge(deployment, run_module):
 
 def test_a_rollback_killed_at_the_thaw_is_finished(deployment):
     d = deployment
-    proc = run_playbook("dualboot.db.cutover", d["vars"], inventory=str(d["inventory"]))
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    play(d, "cutover")
     rc, out, log = run_killed("dualboot.db.rollback", d["inventory"], d["vars"], {"DUALBOOT_KILL_AFTER": "Set the freeze state of blue"})
     assert log[-1].startswith("KILLED"), "\n".join(log[-30:])
     assert records(d)["app1"]["lock"] is not None  # the dead run's lock is left behind
@@ -241,8 +249,7 @@ SWEEP = range(1, 111)
 def test_every_kill_point(deployment, playbook, recover_with, task):
     d = deployment
     if playbook == "rollback":
-        proc = run_playbook("dualboot.db.cutover", d["vars"], inventory=str(d["inventory"]))
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        play(d, "cutover")
     writer = Writer(list(d["hosts"].values()))
     # A rollback of a cutover whose new default took writes is refused by design; the writer starts with the recovery.
     if playbook == "cutover":
@@ -364,15 +371,12 @@ def assert_streams(d: dict, out: str) -> None:
 def test_a_killed_sync_switch_is_recovered_with_its_streams(sync_deployment, playbook, kill, recover_with):
     d = sync_deployment
     if playbook == "rollback":
-        proc = run_playbook("dualboot.db.cutover", d["vars"], inventory=str(d["inventory"]))
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        play(d, "cutover")
     writer = Writer(list(d["hosts"].values()))
     writer.start()
     try:
         time.sleep(1)
-        rc, out, log = run_killed(f"dualboot.db.{playbook}", d["inventory"], d["vars"], kill)
-        assert log and log[-1].startswith("KILLED"), f"the kill point {kill} was never reached:\n" + "\n".join(log[-40:]) + out[-3000:]
-        rc, out = run_fresh(f"dualboot.db.{recover_with}", d["inventory"], d["vars"])
+        rc, out = kill_then_recover(d, playbook, kill, recover_with)
         time.sleep(1)
     finally:
         writer.stop()
