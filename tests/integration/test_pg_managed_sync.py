@@ -12,6 +12,7 @@ write must end on the default entry exactly once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -23,7 +24,8 @@ from harness.pg import have_version, pg_bin
 from harness.pgbouncer import PgBouncer, install_role
 from integration.test_pg_sync_roles import Writer
 
-from ansible_collections.dualboot.db.plugins.module_utils import pg_sync
+from ansible_collections.dualboot.db.plugins.module_utils import pg_privileges, pg_sync
+from ansible_collections.dualboot.db.plugins.module_utils.errors import MissingPrivilege, SafetyRefusal
 
 pytestmark = pytest.mark.skipif(not have_version(17), reason="PostgreSQL 17 binaries missing: run `make setup`")
 
@@ -153,12 +155,17 @@ def pair17(pg_major, managed_factory):
     return make
 
 
+@pytest.mark.matrix  # make test: the lifecycle's stage runs the same preflight
 def test_sync_preflight_probes_the_connection_without_create_on_postgres(pair17):
-    """The reachability probe created its subscription in database postgres, where a managed role has no CREATE."""
+    """The reachability probe created its subscription in database postgres, where a managed role has no CREATE,
+    after switching statement logging off, which only a superuser may."""
     p = pair17()
     assert not p["other"].server.db("postgres").scalar("SELECT has_database_privilege(%s, 'postgres', 'CREATE')", (p["other"].user,))
     r = pg_sync.preflight(p["blue"].conn, p["green"].conn, "dualboot_shop_green")
     assert r["ready"] and r["problems"] == [], r["problems"]
+    # The statement carrying the password is logged when it fails (log_min_error_statement = error), on both servers.
+    logged = [w for w in r["warnings"] if "logs CREATE SUBSCRIPTION when it fails" in w]
+    assert len(logged) == 2 and "GRANT SET ON PARAMETER log_statement, log_min_error_statement TO" in logged[0], r["warnings"]
     assert p["green"].name not in p["other"].server.databases()
     assert not [n for n in p["other"].server.databases() if "probe" in n]
 
@@ -213,3 +220,24 @@ def test_sync_preflight_names_each_missing_privilege_and_changes_nothing(pair17,
     assert slots(p["owner"].server) == [] and p["blue"].scalar("SELECT count(*) FROM pg_publication") == 0
     assert [n for n in p["other"].server.databases() if p["green"].name in n] == []
     assert p["other"].server.db("postgres").scalar("SELECT count(*) FROM pg_subscription") == 0
+
+
+@pytest.mark.matrix
+def test_sync_preflight_wants_a_password_a_subscription_can_use(pair17, tmp_path, monkeypatch):
+    """A non-superuser's subscription must log in with a password (password_required): one in a password file of
+    the control node never reaches the subscriber's server."""
+    p = pair17()
+    blue = p["blue"].conn
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"{blue.host}:{blue.port}:*:{blue.user}:{blue.password}\n")
+    os.chmod(passfile, 0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    without = dataclasses.replace(blue, password="")
+    with pytest.raises(MissingPrivilege) as err:
+        pg_privileges.preflight("sync", without, p["green"].conn)
+    assert f"a password for {blue.label()} in the subscription's connection" in err.value.message
+    assert f"set login_password of the entry {blue.label()}" in err.value.hint
+    with pytest.raises(SafetyRefusal) as err:
+        pg_sync.preflight(without, p["green"].conn, "dualboot_shop_green")
+    assert "password_required" in err.value.message
+    assert p["green"].name not in p["other"].server.databases()
