@@ -152,6 +152,18 @@ def test_entries_are_checked_before_any_record_is_written(deployment):  # noqa: 
     assert rc == 0, out[-3000:]
     assert state(d) == before and changed(out) == 0
 
+    # A wrong number is a port nothing listens on: the staged entry (it holds data and evidence) "moved"
+    # there, and a redefinition would have dropped its evidence. Refused before any record is written.
+    from harness.net import free_port
+
+    wrong = free_port()
+    moved = {name: dict(e) for name, e in d["vars"]["dualboot_entries"].items()}
+    moved["green"]["login_port"] = wrong
+    for check in (True, False):
+        rc, out = play(d, "stage", check=check, dualboot_entries=moved)
+        assert rc != 0 and f"nothing answers at 127.0.0.1:{wrong}" in out and "no boot record was changed" in out, out[-3000:]
+        assert state(d) == before
+
 
 def test_edited_migration_file_is_noticed(deployment, tmp_path):  # noqa: F811
     import shutil
