@@ -4,7 +4,8 @@
 - ``pg_db``: a fresh database on ``pg``, dropped afterwards.
 - ``pg_cluster_factory``: clusters of a test's own (custom settings, physical copies, other majors).
 - ``pg_major``: ``pg_major(13)`` / ``pg_major(17)``: a session cluster of that PostgreSQL major (binaries
-  unpacked by ``scripts/fetch-pg-versions.sh``); ``pg_major(15)`` is ``pg``.
+  unpacked by ``scripts/fetch-pg-versions.sh``); ``pg_major(15)`` is ``pg``. ``pg_major(17, 2)``: a second
+  one of that major (``pg_major(15, 2)`` is ``pg2``), for streams between two servers of one major.
 - ``managed_factory``: login roles with a managed-service profile (no superuser) on ``pg``/``pg2``.
 - ``mongo`` / ``mongo_db``: a FerretDB server for the session and a fresh database on it.
 - ``run_module``: run a collection module through ansible-playbook.
@@ -49,20 +50,23 @@ def pg2():
 
 
 @pytest.fixture(scope="session")
-def pg_major(pg):
-    """``pg_major(version)``: one cluster of that PostgreSQL major for the session (started on first use)."""
+def pg_major(pg, request):
+    """``pg_major(version, number=1)``: a cluster of that PostgreSQL major for the session (started on first use)."""
     if os.environ.get("DUALBOOT_TEST_PG_URI"):
         pytest.skip("needs clusters of other majors (initdb/pg_ctl); DUALBOOT_TEST_PG_URI points at an external server")
-    clusters = {DEFAULT_VERSION: pg}
+    clusters = {(DEFAULT_VERSION, 1): pg}
 
-    def get(version: int) -> PgCluster:
-        if version not in clusters:
-            clusters[version] = PgCluster(name=f"pg{version}", version=version).start()
-        return clusters[version]
+    def get(version: int, number: int = 1) -> PgCluster:
+        if (version, number) == (DEFAULT_VERSION, 2):
+            return request.getfixturevalue("pg2")
+        if (version, number) not in clusters:
+            suffix = "" if number == 1 else f"_{number}"
+            clusters[version, number] = PgCluster(name=f"pg{version}{suffix}", version=version).start()
+        return clusters[version, number]
 
     yield get
-    for version, c in clusters.items():
-        if version != DEFAULT_VERSION:
+    for key, c in clusters.items():
+        if key != (DEFAULT_VERSION, 1):
             c.stop()
 
 

@@ -555,7 +555,7 @@ def compare(
         return _compare(src, dst, schemas, tables, exclude, mappings, assertions, chunk_rows, show_rows, fail_on_mismatch, started)
     except PsycopgError as exc:
         if is_privilege_error(exc):
-            raise explain(exc, source.user, "comparing data") from None
+            raise explain(exc, source.user if source.user == target.user else None, "comparing data") from None
         raise OperationFailed(
             f"data comparison failed: {str(exc).strip()}", hint="check that both entries are reachable and readable by the login role."
         ) from None

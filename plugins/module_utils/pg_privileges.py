@@ -283,44 +283,82 @@ def method_needs(method: str, source: Entry, target: Entry) -> list[Missing]:
     return []
 
 
-def sync_needs(source: Entry, target: Entry) -> list[Missing]:
-    """Continuous sync: a publication and a replication slot on the default entry, a subscription on the staged one."""
-    out = []
-    if not source.role.superuser:
-        if not source.role.replication:
-            out.append(
-                source.missing(
-                    "REPLICATION",
-                    "sync: the replication slot of the stream",
-                    f"ALTER ROLE {source.user} REPLICATION  -- on RDS: GRANT rds_replication",
-                )
+# PostgreSQL 16 added the predefined role that lets a non-superuser create subscriptions.
+SUBSCRIPTION_ROLE_SINCE = 160000
+
+
+def _subscriber_needs(e: Entry, publisher: Entry, why: str) -> list[Missing]:
+    """CREATE SUBSCRIPTION: a superuser up to PostgreSQL 15; from 16 the privileges of pg_create_subscription and
+    CREATE on the database, and a password in the connection to the publisher (password_required)."""
+    if e.role.superuser:
+        return []
+    if e.role.server_version_num < SUBSCRIPTION_ROLE_SINCE:
+        return [
+            e.missing(
+                f"SUPERUSER (PostgreSQL {e.role.server_version_num // 10000} lets only superusers create subscriptions)",
+                why,
+                "upgrade this server to PostgreSQL 16 or newer (then GRANT pg_create_subscription TO "
+                f"{e.user}), connect this entry as a superuser, or stage by copy (dualboot_stage_method: copy), "
+                "which needs no superuser",
             )
-        for nsp, name, kind, owner, owns, _sel, _usage in source.relations:
-            if kind != "S" and not owns:
-                out.append(
-                    source.missing(
-                        f"ownership of table {nsp}.{name} (owned by {owner})",
-                        "sync: CREATE PUBLICATION ... FOR TABLE lists only tables its creator owns",
-                        f"GRANT {ident(owner)} TO {source.user}",
-                    )
-                )
-    t = target.role
-    if not t.superuser:
-        version = t.server_version_num // 10000
-        why = (
-            "PostgreSQL 15 and older let only superusers create subscriptions"
-            if version < 16
-            else "PostgreSQL 16+ lets members of pg_create_subscription subscribe, which dualboot.db does not support yet (untested)"
-        )
+        ]
+    out = []
+    if not e.role.create_subscription:
+        out.append(e.missing("privileges of pg_create_subscription", why, f"GRANT pg_create_subscription TO {e.user}"))
+    if e.exists and not e.can_create:
+        out.append(e.missing(f"CREATE on database {e.conn.dbname}", why, f"GRANT CREATE ON DATABASE {ident(e.conn.dbname)} TO {e.user}"))
+    if not publisher.conn.password:
         out.append(
-            target.missing(
-                f"SUPERUSER ({why})",
-                "sync: CREATE SUBSCRIPTION on the staged entry",
-                "a superuser login for the staged entry (managed services have none): otherwise use the copy-based stage "
-                "(dualboot_stage_method: copy), which needs no superuser",
+            e.missing(
+                f"a password for {publisher.label} in the subscription's connection",
+                why + ": a subscription a non-superuser owns must log in with a password (password_required)",
+                f"set login_password of the entry {publisher.label} (a password file on this host does not reach the server)",
             )
         )
     return out
+
+
+def _publisher_needs(e: Entry, why: str) -> list[Missing]:
+    """CREATE PUBLICATION ... FOR TABLE (owner of each table, CREATE on the database) and the slot (REPLICATION)."""
+    if e.role.superuser:
+        return []
+    out = []
+    if not e.role.replication:
+        out.append(
+            e.missing("REPLICATION", why + ": its replication slot", f"ALTER ROLE {e.user} REPLICATION  -- on RDS: GRANT rds_replication")
+        )
+    if e.exists and not e.can_create:
+        out.append(
+            e.missing(
+                f"CREATE on database {e.conn.dbname}",
+                why + ": CREATE PUBLICATION",
+                f"GRANT CREATE ON DATABASE {ident(e.conn.dbname)} TO {e.user}",
+            )
+        )
+    for nsp, name, kind, owner, owns, _sel, _usage in e.relations:
+        if kind != "S" and not owns:
+            out.append(
+                e.missing(
+                    f"ownership of table {nsp}.{name} (owned by {owner})",
+                    why + ": CREATE PUBLICATION ... FOR TABLE lists only tables its creator owns",
+                    f"GRANT {ident(owner)} TO {e.user}",
+                )
+            )
+    return out
+
+
+def sync_needs(source: Entry, target: Entry) -> list[Missing]:
+    """Continuous sync, both streams: stage streams the default entry (publisher) into the staged entry
+    (subscriber, rebuilt from the default entry's schema); the cutover starts the stream back, staged entry
+    (publisher) into the default entry (subscriber)."""
+    forward, back = "sync: the stream into the staged entry", "sync: the stream back into the fallback (cutover)"
+    return (
+        _publisher_needs(source, forward)
+        + copy_target_needs(target, source, False)
+        + _subscriber_needs(target, source, forward + ": CREATE SUBSCRIPTION")
+        + _publisher_needs(target, back)
+        + _subscriber_needs(source, target, back + ": CREATE SUBSCRIPTION")
+    )
 
 
 def needs(step: str, source: Entry, target: Entry, method: str = "auto", no_owner: bool = False, terminate: bool = True) -> list[Missing]:
@@ -376,7 +414,7 @@ def preflight(
         raise InvalidInput(f"step must be one of {', '.join(STEPS)}, not {step!r}.")
     src = Entry(source, maintenance_db)
     tgt = Entry(target, maintenance_db)
-    if step != "stage" and not tgt.exists:
+    if step not in ("stage", "sync") and not tgt.exists:  # both create the staged database
         raise InvalidInput(f"the staged entry's database {target.label()} does not exist.", hint="run stage first.")
     missing = needs(step, src, tgt, method, no_owner, terminate)
     if missing:

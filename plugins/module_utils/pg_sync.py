@@ -56,7 +56,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from ansible_collections.dualboot.db.plugins.module_utils import pg_freeze, pgbouncer
+from ansible_collections.dualboot.db.plugins.module_utils import pg_freeze, pg_privileges, pgbouncer
 from ansible_collections.dualboot.db.plugins.module_utils.errors import (
     ConnectionFailed,
     DualbootError,
@@ -342,25 +342,10 @@ def _source_checks(d: _Db, name: str, replica_identity_full: list[str]) -> tuple
             f"no free WAL sender on the default entry's server (max_wal_senders = {s['max_wal_senders']}, {senders_used} in use): "
             "raise max_wal_senders (restart needed)."
         )
-    role = _role(d)
-    facts["source_role"] = role
-    if not role["superuser"] and not role["replication"]:
-        problems.append(
-            f"role {role['name']} may not open replication connections to the default entry: "
-            f"ALTER ROLE {role['name']} REPLICATION (on RDS/Aurora: GRANT rds_replication TO {role['name']}), or connect as a "
-            "role that has it."
-        )
+    facts["source_role"] = _role(d)  # its privileges: pg_privileges.sync_needs
     tabs = tables(d)
     facts["tables"] = len(tabs)
     facts["bytes"] = sum(t["bytes"] for t in tabs if t["persistence"] == "p")
-    if not role["superuser"]:
-        foreign = [t["name"] for t in tabs if t["owner"] != role["name"]]
-        if foreign:
-            problems.append(
-                f"role {role['name']} does not own {len(foreign)} table(s) ({', '.join(foreign[:10])}"
-                f"{', ...' if len(foreign) > 10 else ''}): a publication can only list tables its creator owns. "
-                f"Connect as their owner or a superuser, or GRANT <their owner> TO {role['name']}."
-            )
     unlogged = [t["name"] for t in tabs if t["persistence"] == "u"]
     if unlogged:
         problems.append(
@@ -428,12 +413,6 @@ def _target_checks(d: _Db) -> tuple[list[str], list[str], dict]:
             f"the staged entry's server runs PostgreSQL {version // 10000}: continuous sync needs {MIN_TARGET_VERSION // 10000} or "
             "newer there (the stream back publishes only the columns the fallback has: column lists, PostgreSQL 15)."
         )
-    if not role["superuser"]:
-        problems.append(
-            f"role {role['name']} is not a superuser on the staged entry's server: PostgreSQL 15 lets only superusers create "
-            "subscriptions (16 adds pg_create_subscription, which dualboot.db does not support yet). Connect the staged entry as "
-            "a superuser, or use the copy-based stage (dualboot_stage_method: copy), which needs none (docs/privileges.md)."
-        )
     used = d.one("SELECT count(*) FROM pg_stat_subscription")
     if int(s["max_logical_replication_workers"]) - used < 2:
         problems.append(
@@ -456,9 +435,8 @@ def _probe(target: PgConnection, source: PgConnection, address: dict | None, nam
     stream's real publication (left by an interrupted stage) would look them up in the database
     ``postgres`` and fail on a missing table, reported as if the connection were refused."""
     probe = (name[: MAX_NAME - 6] + "_probe")[:MAX_NAME]
-    with _session(target.with_db("postgres")) as d:
-        d.run("SET log_min_error_statement = panic")  # the statement holds the password: keep it out of the log
-        d.run("SET log_statement = none")
+    with _probe_database(target) as where, _session(where) as d:
+        _quiet_log(d)  # the statement holds the password: keep it out of the log
         with contextlib.suppress(psycopg.Error):
             _drop_subscription_local(d, probe)
         try:
@@ -480,6 +458,69 @@ def _probe(target: PgConnection, source: PgConnection, address: dict | None, nam
             )
         _drop_subscription_local(d, probe)
     return None
+
+
+# Settings that would write a statement into the server log; only superusers (or a role granted SET ON
+# PARAMETER, PostgreSQL 15+) may change them for a session.
+LOG_SETTINGS = (("log_min_error_statement", "panic"), ("log_statement", "none"))
+
+
+def _quiet_log(d: _Db) -> bool:
+    """Keep this session's statements out of the server log, when the role may; False when it may not
+    (preflight warned: :func:`_log_warning`)."""
+    try:
+        for setting, value in LOG_SETTINGS:
+            d.run(sql.SQL("SET {} = {}").format(sql.Identifier(setting), sql.Literal(value)))
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
+
+
+def _log_warning(d: _Db, side: str) -> str | None:
+    """What a subscriber's server may log of CREATE SUBSCRIPTION (it carries the publisher's password) when the
+    login role may not turn that logging off for its session."""
+    superuser, version, user = d.all(
+        "SELECT rolsuper, current_setting('server_version_num')::int, current_user FROM pg_roles WHERE rolname = current_user"
+    )[0]
+    if superuser or (
+        version >= 150000
+        and d.one("SELECT has_parameter_privilege('log_statement', 'SET') AND has_parameter_privilege('log_min_error_statement', 'SET')")
+    ):
+        return None
+    log_statement, level = d.one("SHOW log_statement"), d.one("SHOW log_min_error_statement")
+    if log_statement in ("ddl", "all"):
+        when = f"every time it runs (log_statement = {log_statement})"
+    elif level not in ("log", "fatal", "panic"):
+        when = f"when it fails (log_min_error_statement = {level})"
+    else:
+        return None
+    return (
+        f"the {side}'s server logs CREATE SUBSCRIPTION {when}, and that statement carries the other entry's password: the "
+        f"login role is not a superuser, so it cannot switch statement logging off for it. Ask the administrator for "
+        f"GRANT SET ON PARAMETER log_statement, log_min_error_statement TO {user} (PostgreSQL 15+), or keep that server "
+        "log as secret as the password."
+    )
+
+
+@contextlib.contextmanager
+def _probe_database(target: PgConnection):
+    """A database of the target server the login role may create a subscription in (CREATE on it: a
+    non-superuser on PostgreSQL 16+ has it on its own databases, seldom on ``postgres``): the staged
+    database when it exists, else ``postgres``, else a scratch database dropped afterwards."""
+    with connect(target.with_db("postgres"), autocommit=True) as c:
+        cur = c.cursor()
+        for db in (target.dbname, "postgres"):
+            cur.execute("SELECT has_database_privilege(oid, 'CREATE') FROM pg_database WHERE datname = %s AND datallowconn", (db,))
+            row = cur.fetchone()
+            if row and row[0]:
+                yield target.with_db(db)
+                return
+        scratch = temp_name(target.dbname, "probe")
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+        try:
+            yield target.with_db(scratch)
+        finally:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch)))
 
 
 def _drop_subscription_local(d: _Db, name: str) -> bool:
@@ -524,6 +565,11 @@ def preflight(
     problems += p2 + _majors_problem(facts["server_version_num"], f2["server_version_num"])
     warnings += w2
     facts.update(f2)
+    for conn, side in ((target.with_db("postgres"), "staged entry"), (source, "default entry")):
+        with _session(conn) as d:
+            warnings += [w for w in [_log_warning(d, side)] if w]
+    missing = pg_privileges.needs("sync", pg_privileges.Entry(source), pg_privileges.Entry(target))
+    problems += [f"the login role lacks {m.privilege} on {m.entry} (for {m.needed_for}): {m.grant}" for m in missing]
     if same_database(source, target):
         problems.append(f"source and target are the same database ({source.label()}).")
     elif source.same_server(target):
@@ -531,7 +577,7 @@ def preflight(
             f"source and target are databases of the same server ({source.label()}, {target.label()}): a subscription that "
             "creates its replication slot on its own server waits forever for itself. Stage into another server, or by copy."
         )
-    if not p2:
+    if not p2 and not missing:
         why = _probe(target, source, address, name)
         if why:
             problems.append(why)
@@ -557,6 +603,9 @@ def preflight(
     }
     if compat is not None:
         result["migration_check"] = compat
+    if missing:
+        result["missing"] = [m.as_dict() for m in missing]
+        result["grants"] = list(dict.fromkeys(m.grant for m in missing))
     if problems and raise_on_problems:
         raise SafetyRefusal(
             f"continuous sync of {source.label()} into {target.label()} is not possible yet: " + " | ".join(problems),
@@ -857,8 +906,7 @@ def create_publication(
 def create_subscription(t: _Db, name: str, source: PgConnection, address: dict | None, copy_data: bool) -> dict:
     """The subscription of a stream (it creates the slot on the source), on an open session of the target."""
     # The statement carries the password: keep it out of the server log even when it fails.
-    t.run("SET log_min_error_statement = panic")
-    t.run("SET log_statement = none")
+    quiet = _quiet_log(t)
     # streaming (large transactions applied while they run) is PostgreSQL 14's: a 13 fallback receives them at commit.
     streaming = ", streaming = on" if int(t.one("SHOW server_version_num")) >= 140000 else ""
     try:
@@ -884,8 +932,9 @@ def create_subscription(t: _Db, name: str, source: PgConnection, address: dict |
             hint="run state=preflight: it names what is missing (privileges, slots, workers, reachability).",
         ) from None
     finally:
-        t.run("RESET log_min_error_statement")
-        t.run("RESET log_statement")
+        if quiet:
+            t.run("RESET log_min_error_statement")
+            t.run("RESET log_statement")
     return _subscription(t, name)
 
 

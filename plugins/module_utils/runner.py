@@ -56,13 +56,23 @@ def run(module: Any, func: Callable[..., dict], *args: Any, **kwargs: Any) -> No
         from ansible_collections.dualboot.db.plugins.module_utils.pg_privileges import explain, is_privilege_error
 
         if is_privilege_error(exc):
-            _fail(module, explain(exc, module.params.get("login_user")))
+            _fail(module, explain(exc, login_role(module.params)))
         else:
             module.fail_json(msg=f"unexpected error: {type(exc).__name__}: {exc}", exception=traceback.format_exc())
     else:
         if not module._diff:
             result.pop("diff", None)
         _exit(module, module.exit_json, result)
+
+
+def login_role(params: dict) -> str | None:
+    """The login role a server's privilege error is about: the one role every side logs in as, else
+    none (a two-sided module's source and target may log in as different roles; naming one would
+    blame the wrong one)."""
+    sides = [params[side] for side in ("source", "target") if isinstance(params.get(side), dict)]
+    roles = {side.get("login_user") or params.get("login_user") for side in sides} if sides else {params.get("login_user")}
+    roles.discard(None)
+    return roles.pop() if len(roles) == 1 else None
 
 
 def _fail(module: Any, exc: DualbootError) -> None:

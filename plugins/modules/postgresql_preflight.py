@@ -26,8 +26,12 @@ description:
     puts a trigger on each table), C(CREATE) on the database while it has no C(dualboot) schema, the privileges of
     C(pg_read_all_stats) (to see other roles' sessions) and, with O(terminate), of C(pg_signal_backend); SELECT on the
     default entry's tables for the drift check.
-  - V(sync) - C(REPLICATION) and ownership of every table on the default entry (publication and slot); on the staged
-    entry a superuser on PostgreSQL 15 and older, C(pg_create_subscription) on 16 and newer.
+  - V(sync) - both streams, the stage's (default entry to staged entry) and the cutover's stream back (staged entry to
+    default entry). On each entry as the publisher C(REPLICATION), C(CREATE) on the database and ownership of every
+    table; as the subscriber a superuser on PostgreSQL 15 and older, on 16 and newer the privileges of
+    C(pg_create_subscription), C(CREATE) on the database and a password for the other entry (a non-superuser's
+    subscription must log in with one). On the staged entry also what the rebuild needs (C(CREATEDB), ownership of an
+    existing staged database, membership in the default database's owner role).
   - docs/privileges.md has the same table with what each step does without a privilege.
 author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:

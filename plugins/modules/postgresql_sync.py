@@ -307,7 +307,9 @@ options:
     type: path
 notes:
   - "The source needs C(wal_level = logical) and the replication privilege (or superuser) for the source's login role,
-    which the target server uses to connect; PostgreSQL 15 lets only superusers create subscriptions on the target."
+    which the target server uses to connect; PostgreSQL 15 lets only superusers create subscriptions on the target,
+    16 and newer also members of C(pg_create_subscription) (with C(CREATE) on the database and a password in the
+    source's connection): docs/privileges.md."
   - "The subscription keeps the source's password in C(pg_subscription) on the target server (readable by superusers
     only); the statements that carry it are kept out of the server log, and results never show it."
   - "Schema changes are not replicated: the target must take only replication-compatible migrations while it syncs, and

@@ -281,6 +281,9 @@ class PgCluster(_Server):
 # access; REPLICATION stands in for their logical-replication grant (rds_replication, ...).
 MANAGED_ATTRIBUTES = ("CREATEDB", "CREATEROLE", "REPLICATION")
 MANAGED_ROLES = ("pg_signal_backend", "pg_read_all_stats", "pg_monitor")
+# Granted where the server has them: PostgreSQL 16+ lets members of pg_create_subscription subscribe
+# (RDS/Aurora, Cloud SQL and Azure give it to their owner roles on 16+).
+MANAGED_ROLES_IF_PRESENT = ("pg_create_subscription",)
 
 
 class ManagedLogin(_Server):
@@ -306,7 +309,8 @@ class ManagedLogin(_Server):
                     sql.Identifier(self.user), sql.Literal(self.password)
                 )
             )
-            for r in MANAGED_ROLES:
+            present = {r[0] for r in c.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(MANAGED_ROLES_IF_PRESENT),))}
+            for r in (*MANAGED_ROLES, *(r for r in MANAGED_ROLES_IF_PRESENT if r in present)):
                 if r not in without:
                     c.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(r), sql.Identifier(self.user)))
 

@@ -279,11 +279,22 @@ def test_privilege_errors_without_preflight_name_the_grant(pg, owner, live, run_
         pg.drop_database(foreign.name)
 
 
-def test_sync_is_refused_on_postgresql_15_without_superuser(owner, live, run_module):
-    green = owned_db(owner, f"g_{live.name}")
-    r = run_module("postgresql_preflight", two_sided(owner, live.name, green.name, step="sync"))
-    assert r.failed and "PostgreSQL 15 and older let only superusers create subscriptions" in r.msg, r.msg
-    assert "copy-based stage" in r.msg and "nothing was changed" in r.msg
+def test_sync_is_refused_on_postgresql_15_without_superuser(owner, live, pg2, managed_factory, run_module):
+    """Subscriptions (the stream into the staged entry, and the stream back into the default entry) need a superuser
+    on 15: both preflights say so, and name the ways out (PostgreSQL 16+ with pg_create_subscription, or a copy)."""
+    other = managed_factory(pg2, like=owner)
+    green = f"g_{live.name}"
+    pair = {"source": {**owner.login_params(), "login_db": live.name}, "target": {**other.login_params(), "login_db": green}}
+    r = run_module("postgresql_preflight", {**pair, "step": "sync"})
+    assert r.failed and r["error"] == "MissingPrivilege" and "nothing was changed" in r.msg, r.msg
+    r2 = run_module("postgresql_sync", {**pair, "state": "preflight", "name": "shop", "entry": "green"})
+    assert r2.failed, r2.msg
+    for msg in (r.msg, r2.msg):
+        assert "SUPERUSER (PostgreSQL 15 lets only superusers create subscriptions)" in msg, msg
+        assert f"upgrade this server to PostgreSQL 16 or newer (then GRANT pg_create_subscription TO {owner.user})" in msg
+        assert "stage by copy (dualboot_stage_method: copy)" in msg
+        assert f"{live.name} (for sync: the stream back" in msg and f"{green} (for sync: the stream into" in msg
+    assert green not in databases(pg2) and live.scalar("SELECT count(*) FROM pg_publication") == 0
 
 
 def test_freeze_by_the_owner_is_what_cutover_relies_on(owner, live):

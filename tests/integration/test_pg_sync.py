@@ -147,8 +147,8 @@ def test_preflight_needs_logical_wal_replication_role_and_superuser_target(pair,
             pg_sync.preflight(app_src, app_dst, pg_sync.stream_name(p["name"], "green"))
         text = str(err.value)
         assert "wal_level is replica" in text and "restart" in text
-        assert f"role {role} may not open replication connections" in text and f"ALTER ROLE {role} REPLICATION" in text
-        assert f"role {role} is not a superuser on the staged entry's server" in text
+        assert f"lacks REPLICATION on {app_src.label()}" in text and f"ALTER ROLE {role} REPLICATION" in text
+        assert f"lacks SUPERUSER (PostgreSQL 15 lets only superusers create subscriptions) on {app_dst.label()}" in text
     finally:
         p["pg2"].db("postgres").execute(f"DROP ROLE IF EXISTS {role}")
 
