@@ -52,7 +52,7 @@ unit: setup
 	@scripts/pytest.sh tests/unit $(PYTEST_ARGS)
 
 integration: setup
-	@scripts/pytest.sh tests/integration -m "not matrix" -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	@scripts/pytest.sh tests/integration -m "not matrix" -n $(PYTEST_WORKERS) --dist worksteal --durations=30 $(PYTEST_ARGS)
 
 # The wide sweeps left out of `make test` (every kill point, every version): see README's development table.
 matrix: setup
