@@ -362,7 +362,7 @@ def assert_streams(d: dict, out: str) -> None:
         return
     # A new row by its sequence (a sequence not carried over collides with the rows the stream brought).
     new_id = writes.scalar("INSERT INTO users (creation_date) VALUES ('1998-01-01') RETURNING user_id")
-    for _ in range(100):
+    for _attempt in range(100):
         if carried.scalar("SELECT count(*) FROM users WHERE user_id = %s", (new_id,)):
             return
         time.sleep(0.1)
