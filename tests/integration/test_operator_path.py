@@ -9,9 +9,10 @@ import re
 
 import pytest
 from harness.ansible import run_playbook
+from harness.deployment import TEMPLATE
 
 # deployment is the fixture the tests here take by name.
-from .test_lifecycle_roles import TEMPLATE, deployment, record  # noqa: F401  # pylint: disable=unused-import
+from .test_lifecycle_roles import deployment, record  # noqa: F401  # pylint: disable=unused-import
 
 
 def play(d: dict, name: str, check: bool = False, **extra) -> tuple[int, str]:
