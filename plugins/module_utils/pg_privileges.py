@@ -159,6 +159,25 @@ def read_needs(e: Entry, why: str) -> list[Missing]:
     return out
 
 
+def _create_needs(e: Entry, why: str) -> list[Missing]:
+    """CREATE on the entry's database (a schema, a publication), when the database exists and the role lacks it."""
+    if not e.exists or e.can_create:
+        return []
+    return [e.missing(f"CREATE on database {e.conn.dbname}", why, f"GRANT CREATE ON DATABASE {ident(e.conn.dbname)} TO {e.user}")]
+
+
+def _table_owner_needs(e: Entry, why: str, alter: bool = False) -> list[Missing]:
+    """Ownership of every table of the entry (sequences aside); ``alter`` also names the ALTER TABLE way out."""
+    out = []
+    for nsp, name, kind, owner, owns, _sel, _usage in e.relations:
+        if kind != "S" and not owns:
+            grant = f"GRANT {ident(owner)} TO {e.user}"
+            if alter:
+                grant += f"  -- or: ALTER TABLE {ident(nsp)}.{ident(name)} OWNER TO {e.user}"
+            out.append(e.missing(f"ownership of table {nsp}.{name} (owned by {owner})", why, grant))
+    return out
+
+
 def _owner_needs(e: Entry, why: str) -> list[Missing]:
     """Ownership of the database (ALTER DATABASE ... SET, DROP DATABASE)."""
     if e.role.superuser or not e.exists or e.owns:
@@ -178,23 +197,9 @@ def freeze_needs(e: Entry, terminate: bool) -> list[Missing]:
     out = _connect_needs(e, why) + _owner_needs(e, why + ": ALTER DATABASE ... SET default_transaction_read_only")
     if e.role.superuser:
         return out
-    if e.exists and e.dualboot_schema is None and not e.can_create:
-        out.append(
-            e.missing(
-                f"CREATE on database {e.conn.dbname}",
-                why + ": the dualboot schema holds the guard function",
-                f"GRANT CREATE ON DATABASE {ident(e.conn.dbname)} TO {e.user}",
-            )
-        )
-    for nsp, name, kind, owner, owns, _sel, _usage in e.relations:
-        if kind != "S" and not owns:
-            out.append(
-                e.missing(
-                    f"ownership of table {nsp}.{name} (owned by {owner})",
-                    why + ": CREATE/DROP TRIGGER dualboot_freeze",
-                    f"GRANT {ident(owner)} TO {e.user}  -- or: ALTER TABLE {ident(nsp)}.{ident(name)} OWNER TO {e.user}",
-                )
-            )
+    if e.dualboot_schema is None:
+        out += _create_needs(e, why + ": the dualboot schema holds the guard function")
+    out += _table_owner_needs(e, why + ": CREATE/DROP TRIGGER dualboot_freeze", alter=True)
     if not e.role.read_all_stats:
         out.append(
             e.missing("privileges of pg_read_all_stats", why + ": see other roles' sessions", f"GRANT pg_read_all_stats TO {e.user}")
@@ -327,23 +332,8 @@ def _publisher_needs(e: Entry, why: str) -> list[Missing]:
         out.append(
             e.missing("REPLICATION", why + ": its replication slot", f"ALTER ROLE {e.user} REPLICATION  -- on RDS: GRANT rds_replication")
         )
-    if e.exists and not e.can_create:
-        out.append(
-            e.missing(
-                f"CREATE on database {e.conn.dbname}",
-                why + ": CREATE PUBLICATION",
-                f"GRANT CREATE ON DATABASE {ident(e.conn.dbname)} TO {e.user}",
-            )
-        )
-    for nsp, name, kind, owner, owns, _sel, _usage in e.relations:
-        if kind != "S" and not owns:
-            out.append(
-                e.missing(
-                    f"ownership of table {nsp}.{name} (owned by {owner})",
-                    why + ": CREATE PUBLICATION ... FOR TABLE lists only tables its creator owns",
-                    f"GRANT {ident(owner)} TO {e.user}",
-                )
-            )
+    out += _create_needs(e, why + ": CREATE PUBLICATION")
+    out += _table_owner_needs(e, why + ": CREATE PUBLICATION ... FOR TABLE lists only tables its creator owns")
     return out
 
 
