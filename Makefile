@@ -27,7 +27,9 @@ setup-image:
 demo: setup
 	@$(BIN)/python demo/run.py
 
-test: setup-image lint sanity sanity-cores unit integration molecule
+# integration and molecule run side by side (scripts/side-by-side.sh): neither keeps both cores busy alone.
+test: setup-image lint sanity sanity-cores unit
+	@scripts/side-by-side.sh integration molecule
 	@echo "make test: all layers passed"
 
 lint: ruff ansible-lint
