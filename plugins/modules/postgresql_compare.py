@@ -22,6 +22,7 @@ extends_documentation_fragment:
   - dualboot.db.postgresql
   - dualboot.db.postgresql.endpoints
   - ansible.builtin.action_common_attributes
+  - dualboot.db.background
 attributes:
   check_mode:
     support: full

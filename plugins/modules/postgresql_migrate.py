@@ -28,6 +28,7 @@ author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.postgresql
   - ansible.builtin.action_common_attributes
+  - dualboot.db.background
 attributes:
   check_mode:
     support: full

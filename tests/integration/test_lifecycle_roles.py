@@ -11,6 +11,7 @@ import os
 import re
 import stat
 import sys
+import time
 
 import pytest
 from harness.ansible import run_playbook
@@ -168,3 +169,30 @@ def test_cutover_in_check_mode_says_what_would_happen_and_changes_nothing(deploy
     assert {h: record(d, h) for h in d["hosts"]} == before
     assert all(env.read_text() == f"DATABASE_URL={d['blue'].uri}\nOTHER=kept\n" for env in d["hosts"].values())
     assert d["blue"].scalar("SHOW default_transaction_read_only") == "off"
+
+
+def test_long_steps_end_with_their_work_report_progress_and_time_out(deployment):
+    """Issue 18, Ansible's overhead: the copy, the migrations and the compare ran under Ansible's own
+    async/poll, which sleeps a whole dualboot_progress_interval (15 s) before its first look, so a stage of
+    a small database waited 30 s for nothing (and a restage held a cutover's writes as long)."""
+    d = deployment
+    began = time.monotonic()
+    rc, out = play(d, "stage", dualboot_progress_interval=120)
+    took = time.monotonic() - began
+    assert rc == 0, out[-3000:]
+    assert took < 120, f"the stage of 300 rows took {took:.0f} s: a step waited for the progress interval"
+
+    # A slow step says so every interval, and its result (here: the migration's) still comes through.
+    slow = {"migrations": [{"version": "1", "description": "slow", "sql": "SELECT pg_sleep(4)"}]}
+    rc, out = play(d, "stage", dualboot_progress_interval=1, dualboot_migrations=slow)
+    assert rc == 0, out[-3000:]
+    assert re.search(r"Apply the migrations to the staged entry still running after [1-4] s", out), out[-3000:]
+    assert "applied 1 migration" in out or '"1"' in out, out[-3000:]
+
+    # A failing step fails with its own message, and a step over dualboot_step_timeout is stopped.
+    bad = {"migrations": [{"version": "1", "description": "bad", "sql": "SELECT no_such_column FROM users"}]}
+    rc, out = play(d, "stage", dualboot_migrations=bad)
+    assert rc != 0 and "no_such_column" in out, out[-3000:]
+    stuck = {"migrations": [{"version": "1", "description": "stuck", "sql": "SELECT pg_sleep(60)"}]}
+    rc, out = play(d, "stage", dualboot_step_timeout=3, dualboot_migrations=stuck)
+    assert rc != 0 and "did not finish within dualboot_step_timeout (3 s)" in out, out[-3000:]
