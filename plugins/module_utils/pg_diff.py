@@ -27,6 +27,7 @@ from ansible_collections.dualboot.db.plugins.module_utils.pg_catalog import (
     CatalogReader,
     Lazy,
     column_definition,
+    differing_column_tables,
     qident,
     qname,
 )
@@ -1599,7 +1600,10 @@ def compare_schemas(
             if any(errors):
                 raise next(e for e in errors if e)
             args = (schemas, include_owners_and_grants, check_column_order)
-            snap_a, snap_b = pool.map(lambda r: r.read(*args), readers)
+            snap_a, snap_b = pool.map(lambda r: r.read(*args, columns=False), readers)
+            # Columns only of the tables whose column fingerprints differ (see pg_catalog.Q_COLUMN_FINGERPRINTS).
+            tables = differing_column_tables(snap_a, snap_b)
+            list(pool.map(lambda rs: rs[0].read_columns(rs[1], tables), zip(readers, (snap_a, snap_b))))
             # Deparse only what differs (see pg_catalog.Raw), then diff the readable values.
             wanted = candidates(snap_a, snap_b)
             list(pool.map(lambda rs: rs[0].resolve(rs[1], wanted), zip(readers, (snap_a, snap_b))))
