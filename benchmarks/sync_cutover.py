@@ -126,9 +126,10 @@ def run_play(name: str, variables: dict, inventory: Path, work: Path) -> dict:
     out = proc.stdout + proc.stderr
     (work / f"{name}.log").write_text(out)
     result = {"start": started, "end": ended, "seconds": round(ended - started, 2), "rc": proc.returncode, "load": os.getloadavg()[0]}
-    m = re.search(r"writes were blocked for ([\d.]+) s \(PgBouncer held clients ([\d.-]+) s\);\s+handover ([\d.]+) s", out)
+    m = re.search(r"writes were blocked for ([\d.]+) s \(PgBouncer held clients ([\d.-]+) s\);\s+handover ([\d.]+) s(?: \(([^)]*)\))?", out)
     if m:
         result.update(writes_blocked_s=float(m.group(1)), pgbouncer_held_s=float(m.group(2)), handover_s=float(m.group(3)))
+        result["handover_steps"] = m.group(4) or ""
     if proc.returncode != 0:
         print(out[-6000:])
         raise SystemExit(f"{name} failed (rc {proc.returncode}); log: {work / (name + '.log')}")
@@ -252,7 +253,7 @@ def main() -> int:
                 "acked": len(inside),
                 "tx_per_s": round(len(inside) / max(ph["end"] - ph["start"], 1e-9), 1),
                 "longest_gap_s": round(gaps(times, ph["start"], ph["end"]), 3),
-                **{k: ph[k] for k in ("writes_blocked_s", "pgbouncer_held_s", "handover_s") if k in ph},
+                **{k: ph[k] for k in ("writes_blocked_s", "pgbouncer_held_s", "handover_s", "handover_steps") if k in ph},
             }
 
         result = {
@@ -314,6 +315,9 @@ def markdown(r: dict) -> str:
             f"| {name} | {p['seconds']} | {p['load_at_start']} | {p['acked']:,} | {p['tx_per_s']} | {p['longest_gap_s']} s | "
             f"{sec(p, 'handover_s')} | {sec(p, 'pgbouncer_held_s')} | {sec(p, 'writes_blocked_s')} |"
         )
+    lines += [""] + [
+        f"- {name}: the handover's steps (s): {p['handover_steps']}" for name, p in r["phases"].items() if p.get("handover_steps")
+    ]
     lines += [
         "",
         f"- longest gap over the whole run: {r['longest_gap_s']} s; per writer: "
