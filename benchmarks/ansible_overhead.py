@@ -27,7 +27,6 @@ Prints a Markdown table and writes benchmarks/results/ansible_overhead.{json,md}
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shutil
@@ -37,8 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import save, two_clusters
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 STEPS = ("stage", "verify", "cutover", "rollback")
 CONFIGS = {
     "default": {},
@@ -226,30 +226,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--configs", default="default,pipelining", help="comma separated: " + ", ".join(CONFIGS))
     opts = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "tests"))
-    from harness.paths import ensure_collection_path
-    from harness.pg import PgCluster
-
-    ensure_collection_path()
     load_before = os.getloadavg()
-    a, b = PgCluster(name="overhead-a").start(), PgCluster(name="overhead-b").start()
-    try:
+    with two_clusters("overhead") as (a, b):
         runs = [one_config(name, a, b) for name in opts.configs.split(",")]
-    finally:
-        a.stop()
-        b.stop()
-    md = table(runs)
-    payload = {
-        "command": ".venv/bin/python benchmarks/ansible_overhead.py " + " ".join(sys.argv[1:]),
-        "date": str(datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)),
-        "machine": {"cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
-        "runs": runs,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ansible_overhead.json").write_text(json.dumps(payload, indent=2) + "\n")
-    head = f"{payload['command']} ({payload['date']}, load {load_before} → {os.getloadavg()})"
-    (RESULTS / "ansible_overhead.md").write_text(f"{head}\n\n{md}\n")
-    print(md)
+    save("ansible_overhead", runs, table(runs), load_before)
     return 0
 
 

@@ -25,7 +25,6 @@ Prints a Markdown table and writes benchmarks/results/fleet_cutover.{json,md}. R
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import re
@@ -35,8 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import save, two_clusters
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 TEMPLATE = "postgresql://{login_user}:{password!u}@{login_host}:{login_port}/{login_db}"
 WINDOW = re.compile(r"writes were blocked for ([\d.]+) s: (.*?); seconds per host", re.S)
 PART = re.compile(r"(freeze|thaw|drift|restage copy|switch of every host|reload|health checks) ([\d.]+) s")
@@ -185,33 +185,13 @@ def main() -> int:
     ap.add_argument("--hosts", default="1,10,50", help="host counts, comma separated")
     ap.add_argument("--modes", default="parallel,sequential", help="parallel, sequential or both")
     opts = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "tests"))
-    from harness.paths import ensure_collection_path
-    from harness.pg import PgCluster
-
-    ensure_collection_path()
     load_before = os.getloadavg()
-    a = PgCluster(name="fleet-a").start()
-    b = PgCluster(name="fleet-b").start()
     runs = []
-    try:
+    with two_clusters("fleet") as (a, b):
         for hosts in [int(h) for h in opts.hosts.split(",")]:
             for mode in opts.modes.split(","):
                 runs.append(one_run(hosts, mode, a, b))
-    finally:
-        a.stop()
-        b.stop()
-    md = table(runs)
-    payload = {
-        "command": ".venv/bin/python benchmarks/fleet_cutover.py " + " ".join(sys.argv[1:]),
-        "date": str(datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)),
-        "machine": {"cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
-        "runs": runs,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fleet_cutover.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (RESULTS / "fleet_cutover.md").write_text(f"{payload['command']} ({payload['date']}, load {load_before} → {os.getloadavg()})\n\n{md}\n")
-    print(md)
+    save("fleet_cutover", runs, table(runs), load_before)
     return 1 if any(r["lost"] for r in runs) else 0
 
 
