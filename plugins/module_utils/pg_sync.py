@@ -1690,6 +1690,12 @@ def handover(
                 stop(target, source, back_name)
             back_comment = create_publication(t1, back_name, source, "back", plan["column_lists"], list(plan["column_lists"]))
             progress["back_publication"] = True
+        # A subscription applies with synchronous_commit off: the source then learns that a commit was applied
+        # only when the subscriber's WAL writer flushes it, up to wal_writer_delay (200 ms) later, and the
+        # catch-up below waited that long with the clients held. For the handover the apply flushes at once
+        # (the subscription is dropped at its end; the undo sets it back).
+        t1.run(sql.SQL("ALTER SUBSCRIPTION {} SET (synchronous_commit = 'local')").format(sql.Identifier(name)))
+        progress["flush_at_once"] = True
         timings["prepare_s"] = round(time.monotonic() - started, 3)
 
         def do_pause() -> None:
@@ -1839,6 +1845,13 @@ def _undo(
         attempt(f"froze {target.label()} again", lambda: pg_freeze.freeze(target, 10, True, False))
     if back_name and progress.get("back_publication"):
         attempt(f"removed stream {back_name}", lambda: stop(target, source, back_name))
+    if progress.get("flush_at_once") and not progress["stream_touched"]:
+
+        def flush_lazily() -> None:
+            with _session(target) as t:
+                t.run(sql.SQL("ALTER SUBSCRIPTION {} SET (synchronous_commit = off)").format(sql.Identifier(name)))
+
+        attempt(f"stream {name} applies with synchronous_commit off again", flush_lazily)
     if progress["stream_touched"] and not stream_status(source, target, name)["exists"]:
         # The source is still frozen and the target holds exactly its rows: a stream without copy continues it.
         def restart() -> None:
