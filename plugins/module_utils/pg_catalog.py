@@ -589,10 +589,9 @@ class CatalogReader:
 
     def _column_dependents(self, snap: dict, cols: list) -> None:
         """``snap["column_dependents"]`` of the tables of ``cols``: who reads each of their columns (see Q_COLUMN_DEPENDENTS)."""
-        relids = sorted({o["info"]["relid"] for o in cols} - snap.setdefault("dependents_read", set()))
+        relids = sorted({o["info"]["relid"] for o in cols})
         if not relids:
             return
-        snap["dependents_read"].update(relids)
         self.cur.execute(Q_COLUMN_DEPENDENTS, {"relids": relids})
         for nsp, table, col, dependent in self.cur.fetchall():
             snap["column_dependents"].setdefault((nsp, f"{table}.{col}"), []).append(dependent)
