@@ -25,6 +25,27 @@ def failure_text(result, what=None) -> str:
     return f"{what} failed ({codes}output: {' '.join(output.split())[:OUTPUT_CHARS] or 'none'})"
 
 
+# The results a host registers while it is switched (roles/cutover/tasks/batch_parallel.yml, switch_host.yml).
+SWITCH_RESULTS = ("own_journal", "switch", "reload_command", "reload_service", "health", "command_check")
+
+
+def switch_failures(host_vars, host: str, checks: bool = True) -> list:
+    """One line per failed step of the switch of ``host``, from the results it registered (its hostvars);
+    without ``checks``, the health checks are left out (the host was switched, healthy or not)."""
+    out = []
+    for name in SWITCH_RESULTS if checks else SWITCH_RESULTS[:4]:
+        r = (host_vars or {}).get(f"__dualboot_{name}") or {}
+        if not isinstance(r, dict):
+            continue
+        if r.get("unreachable"):
+            out.append(f"{host} unreachable: {str(r.get('msg', '?'))[:300]}")
+        elif r.get("results") is not None:
+            out += [f"{host}: {failure_text(i)}" for i in r["results"] if isinstance(i, dict) and i.get("failed")]
+        elif r.get("failed"):
+            out.append(f"{host}: {failure_text(r, name.replace('_', ' '))}")
+    return out
+
+
 class FilterModule:
     def filters(self):
-        return {"failure_text": failure_text}
+        return {"failure_text": failure_text, "switch_failures": switch_failures}

@@ -24,6 +24,8 @@ from harness.deployment import snapshot, stage_and_verify, two_hosts
 from harness.killpoints import Writer, config_url, lost_writes, run_fresh, run_killed
 from harness.paths import ROOT
 
+from ansible_collections.dualboot.db.plugins.module_utils import pg_sync
+
 
 @pytest.fixture(scope="session")
 def staged_once(tmp_path_factory, pg, pg2):
@@ -386,3 +388,32 @@ def test_a_killed_sync_switch_is_recovered_with_its_streams(sync_deployment, pla
     assert rc == 0 and "RECOVERY" in out, out[-5000:]
     assert_consistent(d, writer)
     assert_streams(d, out)
+
+
+def test_a_recovered_sync_cutover_that_cannot_start_the_stream_back_says_the_rollback_is_no_longer_lossless(sync_deployment):
+    """The handover ended the stream into green and died before it started the stream back into blue; the
+    recovery's attempt to start it fails (green has no free replication slot). The cutover is finished (blue is
+    frozen and has nothing to hand back) and says plainly that no stream carries the writes back, why, and what
+    a rollback then does; a rollback after green took writes is refused instead of losing them."""
+    d = sync_deployment
+    rc, out, log = run_killed("dualboot.db.cutover", d["inventory"], d["vars"], HANDED_OVER)
+    assert log and log[-1].startswith("KILLED"), "\n".join(log[-30:])
+    # As if the kill had come inside the handover, after the stream forward ended and before the stream back began.
+    pg_sync.stop(d["green"].conn, d["blue"].conn, pg_sync.stream_name("shop", "blue"))
+    green_server = d["pg2"].db("postgres")
+    free = int(green_server.scalar("SELECT current_setting('max_replication_slots')::int - count(*) FROM pg_replication_slots"))
+    fillers = [f"filler_{i}" for i in range(free)]
+    try:
+        for name in fillers:
+            green_server.execute("SELECT pg_create_physical_replication_slot(%s)", (name,))
+        rc, out = run_fresh("dualboot.db.cutover", d["inventory"], d["vars"])
+        assert rc == 0 and "NO STREAM CARRIES THE WRITES BACK" in out and "starting it failed" in out, out[-5000:]
+        assert "replication slot" in out, out[-5000:]
+        assert assert_consistent(d, None) == "green"
+        d["green"].execute("INSERT INTO users (creation_date) VALUES ('1998-01-01')")
+        rc, out = run_fresh("dualboot.db.rollback", d["inventory"], d["vars"])
+        assert rc != 0 and "Rollback refused" in out, out[-5000:]
+        assert assert_consistent(d, None) == "green"
+    finally:
+        for name in fillers:
+            green_server.execute("SELECT pg_drop_replication_slot(%s)", (name,))

@@ -190,3 +190,51 @@ def test_long_steps_end_with_their_work_report_progress_and_time_out(deployment)
     stuck = {"migrations": [{"version": "1", "description": "stuck", "sql": "SELECT pg_sleep(60)"}]}
     rc, out = play(d, "stage", dualboot_step_timeout=3, dualboot_migrations=stuck)
     assert rc != 0 and "did not finish within dualboot_step_timeout (3 s)" in out, out[-3000:]
+
+
+def test_verify_fails_when_the_schema_diff_itself_fails(deployment):
+    """A schema diff that errors (here: an expectation it cannot read) must fail the gate, naming why. The diff's
+    task ignores its own failure to report it; Ansible then records the result as not failed, and the gate
+    passed on the data comparison alone, with the schema never compared."""
+    d = deployment
+    rc, out = play(d, "stage")
+    assert rc == 0, out[-3000:]
+    rc, out = play(d, "verify", dualboot_expected_changes=[{"kind": "column", "change": "renamed"}])
+    assert rc != 0 and "matches none of added, removed, modified" in out, out[-4000:]
+    assert "verified" not in record(d).get("evidence", {}).get("green", {}), record(d)
+
+
+def test_an_undo_that_cannot_switch_a_host_back_says_so_keeps_the_lock_and_the_next_run_finishes_it(deployment):
+    """app2 fails its health check, so the cutover is undone; app1's reload fails on the way back (it keeps its
+    connections to green). The undo went on, thawed blue, restored the records and released the lock, and
+    reported "switched back: app1": app1's writes went to green without a word. Now the undo stops there,
+    names app1 and the failed reload, keeps the journal and the lock, and the next cutover finishes the undo first."""
+    import yaml
+
+    d = deployment
+    for step in ("stage", "verify"):
+        rc, out = play(d, step)
+        assert rc == 0, out[-3000:]
+    original = d["inventory"].read_text()
+    inventory = yaml.safe_load(original)
+    hosts = inventory["all"]["children"]["dualboot_app"]["hosts"]
+    blue_db = d["blue"].name
+    # app1 reloads fine towards green and fails once its configuration names blue again.
+    hosts["app1"]["dualboot_app_reload"] = {"command": ["/bin/sh", "-c", f"! grep -q '/{blue_db}' {d['hosts']['app1']}"]}
+    hosts["app2"]["dualboot_health_checks"] = [{"name": "orders health", "url": "http://127.0.0.1:9/health", "retries": 1, "delay": 0}]
+    d["inventory"].write_text(yaml.safe_dump(inventory))
+    rc, out = play(d, "cutover")
+    assert rc != 0 and "UNDO IS INCOMPLETE" in out, out[-5000:]
+    assert re.search(r"app1: Run the reload command on app1 failed|app1: reload command failed", out), out[-5000:]
+    assert "app1 may still boot into green" in out and "switched back: app1" not in out, out[-5000:]
+    for host in d["hosts"]:
+        r = record(d, host)
+        assert r["journal"]["phase"] == "undoing" and r["lock"] is not None and r["default"] == "blue", r
+    assert d["blue"].scalar("SHOW default_transaction_read_only") == "off"
+
+    d["inventory"].write_text(original)
+    rc, out = play(d, "cutover")
+    assert rc == 0 and "Undid the interrupted cutover" in out, out[-5000:]
+    for host in d["hosts"]:
+        r = record(d, host)
+        assert r["default"] == "green" and r["lock"] is None, r
