@@ -190,8 +190,28 @@ def main() -> int:
             dst.drop_database(name)
             os.unlink(target_file)
 
+        def by_hand() -> None:
+            """pg_dump -Fd -j | pg_restore -j with the best flags, typed by a DBA, no Ansible: the tools' own floor."""
+            jobs = str(os.cpu_count() or 1)
+            out, name = str(work / "by_hand"), "stage_by_hand"
+            dst.create_database(name)
+            t = time.monotonic()
+            for cmd, server in (
+                ([str(pg_bin() / "pg_dump"), "-Fd", "-j", jobs, "-Z", "0", "-f", out, "bench"], src),
+                ([str(pg_bin() / "pg_restore"), "-j", jobs, "--no-owner", "--exit-on-error", "-d", name, out], dst),
+            ):
+                base = ["-h", server.host, "-p", str(server.port), "-U", server.user]
+                env = {**os.environ, "PGPASSWORD": server.password}
+                subprocess.run([cmd[0], *base, *cmd[1:]], check=True, env=env, capture_output=True)
+            seconds = time.monotonic() - t
+            check_copy(dst, name, facts["accounts"])
+            record("pg_dump -Fd -j, then pg_restore -j, by hand (no Ansible)", seconds, "by-hand", f"{jobs} jobs, uncompressed directory")
+            dst.drop_database(name)
+            shutil.rmtree(out)
+
         for rnd in range(opts.rounds):
             log(f"round {rnd + 1} of {opts.rounds}")
+            by_hand()
             s, _r = task("ansible.builtin.ping", {})
             record("an ansible.builtin.ping task (the cost of running any task here)", s, "overhead")
             clone("auto", {**dst_login, "login_db": "stage_auto"}, "dualboot clone, auto across clusters", "ours")
@@ -281,6 +301,7 @@ def report(facts: dict, runs: list[dict], rounds: int) -> None:
     community = [r["median_s"] for r in runs if r["kind"] == "community"]
     best_community = min(community) if community else None
     raw_db = by_kind["raw"]["median_s"]
+    by_hand = by_kind["by-hand"]["median_s"] if "by-hand" in by_kind else None
     raw_cluster = by_kind["raw-cluster"]["median_s"]
     lines = [
         f"pgbench scale {facts['scale']}: {facts['database_size_bytes'] / 2**30:.2f} GiB database, {facts['accounts']:,} accounts, "
@@ -288,8 +309,8 @@ def report(facts: dict, runs: list[dict], rounds: int) -> None:
         f"{datetime.date.today()}; whole benchmark {facts['benchmark_s'] / 60:.1f} min. Seconds are wall time of the Ansible task(s); "
         f"rows with several runs show the median of {rounds} interleaved runs and their range.",
         "",
-        "| Staging run | Seconds | In the module | vs best community.postgresql | vs raw copy | Notes |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+        "| Staging run | Seconds | In the module | vs best community.postgresql | vs pg_dump/pg_restore by hand | vs raw copy | Notes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in runs:
         secs = f"{r['median_s']:.1f}" + (f" ({min(r['seconds']):.1f}–{max(r['seconds']):.1f})" if len(r["seconds"]) > 1 else "")
@@ -297,11 +318,15 @@ def report(facts: dict, runs: list[dict], rounds: int) -> None:
         vs_c = ""
         if best_community and r["kind"].startswith("ours"):
             vs_c = f"{best_community / r['median_s']:.1f}× faster"
+        vs_hand = ""
+        if by_hand and r["kind"] in ("ours", "ours-variant"):
+            in_module = f" ({r['median_module_s'] / by_hand:.2f}× in the module)" if r["median_module_s"] else ""
+            vs_hand = f"{r['median_s'] / by_hand:.2f}×{in_module}"
         vs_raw = ""
-        if r["kind"].startswith("ours") or r["kind"] == "community":
+        if r["kind"].startswith("ours") or r["kind"] in ("community", "by-hand"):
             raw = raw_cluster if "whole cluster" in r["name"] else raw_db
             vs_raw = f"{r['median_s'] / raw:.1f}×" + (f" ({r['median_module_s'] / raw:.1f}× in the module)" if r["median_module_s"] else "")
-        lines.append(f"| {r['name']} | {secs} | {module} | {vs_c} | {vs_raw} | {r['note']} |")
+        lines.append(f"| {r['name']} | {secs} | {module} | {vs_c} | {vs_hand} | {vs_raw} | {r['note']} |")
     table = "\n".join(lines)
     print("\n" + table)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,8 @@ description:
     split in ctid ranges on PostgreSQL 14+ so that one big table uses every job; the others, sequence values and
     large objects in one C(pg_dump --data-only | pg_restore)), then indexes, constraints and triggers with
     C(pg_restore --section=post-data --jobs). No intermediate data file; all reads share one exported snapshot.
+    Between servers of the same major version, a table whose columns are all of PostgreSQL's own types (or enums)
+    goes in binary COPY format (C(timings.binary_tables)); the others, and every table across major versions, as text.
   - C(physical) - C(pg_basebackup) of the whole source cluster into O(target_data_dir), started as a cluster of its own
     on the target's C(target.login_port) by O(os_user). The copy replays the backup's WAL and comes up as a primary
     (promoted) that shares nothing with the source; archiving and logical replication workers are switched off in it.
