@@ -25,15 +25,17 @@ def failure_text(result, what=None) -> str:
     return f"{what} failed ({codes}output: {' '.join(output.split())[:OUTPUT_CHARS] or 'none'})"
 
 
-# The results a host registers while it is switched (roles/cutover/tasks/batch_parallel.yml, switch_host.yml).
-SWITCH_RESULTS = ("own_journal", "switch", "reload_command", "reload_service", "health", "command_check")
+# The results a host registers while it is switched (roles/cutover/tasks/batch_parallel.yml, switch_host.yml):
+# the steps that move it, then its health checks.
+SWITCH_STEPS = ("own_journal", "switch", "reload_command", "reload_service")
+HEALTH_CHECKS = ("health", "command_check")
 
 
 def switch_failures(host_vars, host: str, checks: bool = True) -> list:
     """One line per failed step of the switch of ``host``, from the results it registered (its hostvars);
     without ``checks``, the health checks are left out (the host was switched, healthy or not)."""
     out = []
-    for name in SWITCH_RESULTS if checks else SWITCH_RESULTS[:4]:
+    for name in SWITCH_STEPS + (HEALTH_CHECKS if checks else ()):
         r = (host_vars or {}).get(f"__dualboot_{name}") or {}
         if not isinstance(r, dict):
             continue

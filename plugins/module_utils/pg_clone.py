@@ -509,15 +509,15 @@ def _run_pipelines(factories: list, jobs: int) -> None:
 
 
 BIG_TABLES_SQL = """
-SELECT c.oid::bigint, n.nspname, c.relname, pg_relation_size(c.oid),
-       (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
-        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
-       -- binary COPY only where every column's type is PostgreSQL's own (or an enum): their binary form is
-       -- defined by the server itself; an extension's type may lack send/receive functions.
-       NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-                     AND t.oid >= 16384 AND t.typtype <> 'e')
+SELECT c.oid::bigint, n.nspname, c.relname, pg_relation_size(c.oid), cols.names, cols.builtin
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+-- The copied columns, and whether every one is of PostgreSQL's own types (or an enum): only then binary
+-- COPY, whose form the server itself defines (an extension's type may lack send/receive functions).
+CROSS JOIN LATERAL (
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) AS names,
+           coalesce(bool_and(t.oid < 16384 OR t.typtype = 'e'), true) AS builtin
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') cols
 WHERE c.relkind = 'r' AND c.relpersistence <> 't' AND pg_relation_size(c.oid) >= %s
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
