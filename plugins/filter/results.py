@@ -27,7 +27,7 @@ def failure_text(result, what=None) -> str:
 
 # The results a host registers while it is switched (roles/cutover/tasks/batch_parallel.yml, switch_host.yml):
 # the steps that move it, then its health checks.
-SWITCH_STEPS = ("own_journal", "switch", "reload_command", "reload_service")
+SWITCH_STEPS = ("switch", "reload_command", "reload_service")
 HEALTH_CHECKS = ("health", "command_check")
 
 

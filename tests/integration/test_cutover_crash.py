@@ -131,10 +131,11 @@ def test_a_killed_cutover_is_recovered_without_losing_a_write(deployment, kill_a
     assert len({url for _stamp, url in writer.acked}) >= 1 and writer.acked
 
 
-# The parallel section (roles/cutover/tasks/batch_parallel.yml), both hosts in one batch switching at
-# the same time: (kill after this task's first result, recovered by). Each host's own record reaches
-# phase switching before its configuration moves: a kill right after that is finished, not undone.
-OWN_JOURNAL = "Journal the switching of this host in its own boot record"
+# The parallel section (roles/cutover/tasks/record_each.yml, batch_parallel.yml), both hosts in one
+# batch switching at the same time: (kill after this task's first result, recovered by). Every host
+# writes its own record at the same time, and every record reaches phase switching before any
+# configuration moves: a kill right after the first record reached it is finished, not undone.
+OWN_JOURNAL = "Write this host's own boot record, phase switching"
 PARALLEL_POINTS = [
     pytest.param(OWN_JOURNAL, "cutover", id="own-journal"),
     pytest.param(OWN_JOURNAL, "rollback", id="own-journal-rollback", marks=pytest.mark.matrix),
@@ -164,6 +165,31 @@ def test_a_cutover_killed_in_a_parallel_batch_is_recovered(deployment, kill_afte
     default = assert_consistent(d, writer)
     if kill_after == OWN_JOURNAL and recover_with == "cutover":
         assert default == "green", out[-3000:]
+
+
+def test_a_parallel_cutover_that_restages_records_the_fresh_marker_in_every_record(deployment):
+    """In a play over every host the records are written by their hosts at the same time
+    (record_each.yml); after a restage inside the window every record must still hold the fresh copy's
+    marker, or a later rollback reading another record would not see the writes made to green."""
+    d = deployment
+    fleet = d["dir"] / "cutover-fleet.yml"
+    fleet.write_text(re.search(r"```yaml\n(# cutover-fleet\.yml.*?)```", (ROOT / "docs" / "lifecycle.md").read_text(), re.S).group(1))
+    d["blue"].execute("INSERT INTO users (user_name, creation_date) VALUES ('drift before the cutover', '1999-01-01')")
+    before = records(d)
+    check = run_playbook(fleet, {**d["vars"], "dualboot_cutover_batch_size": 2}, inventory=str(d["inventory"]), check=True)
+    assert check.returncode == 0 and "cutover WOULD make green the default entry" in check.stdout, (check.stdout + check.stderr)[-4000:]
+    assert records(d) == before
+    rc, out = run_fresh(str(fleet), d["inventory"], {**d["vars"], "dualboot_cutover_batch_size": 2})
+    assert rc == 0 and "restage copy" in out, out[-4000:]
+    run_id = records(d)["app1"]["journal"]["run_id"]
+    for host, r in records(d).items():
+        green = r["evidence"]["green"]
+        assert (r["default"], r["lock"], r["journal"]["phase"]) == ("green", None, "done"), (host, r["journal"])
+        assert green["cutover"]["run_id"] == run_id and green["stage"]["restaged_in_cutover"], (host, green)
+    assert d["green"].scalar("SELECT count(*) FROM users WHERE full_name = 'drift before the cutover'") == 1
+    d["green"].execute("INSERT INTO users (full_name, creation_date) VALUES ('written to green', '1999-01-01')")
+    rc, out = run_fresh("dualboot.db.rollback", d["inventory"], d["vars"])
+    assert rc != 0 and "Rollback refused" in out and "public.users" in out, out[-3000:]
 
 
 def test_records_half_switched_converge(deployment, run_module):
