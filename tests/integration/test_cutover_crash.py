@@ -181,6 +181,8 @@ def test_a_parallel_cutover_that_restages_records_the_fresh_marker_in_every_reco
     assert records(d) == before
     rc, out = run_fresh(str(fleet), d["inventory"], {**d["vars"], "dualboot_cutover_batch_size": 2})
     assert rc == 0 and "restage copy" in out, out[-4000:]
+    # A task name is rendered once for the batch: it named app1 above app2's own lines (and retries).
+    assert "Point the configuration at the entry, on each host of the batch" in out and ", on app1" not in out, out[-4000:]
     run_id = records(d)["app1"]["journal"]["run_id"]
     for host, r in records(d).items():
         green = r["evidence"]["green"]
