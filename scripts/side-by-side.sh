@@ -17,13 +17,19 @@ bg=$!
 # shellcheck disable=SC2317  # called through the traps
 stop_bg() { kill -- "-$bg" 2>/dev/null || true; exit 130; }
 trap stop_bg INT TERM
+fglog="$LOCAL_CACHE/logs/$fg_target.log"
 fg_rc=0
-make --no-print-directory "$fg_target" || fg_rc=$?
+make --no-print-directory "$fg_target" 2>&1 | tee "$fglog" || fg_rc=$?
 bg_rc=0
 wait "$bg" || bg_rc=$?
 trap - INT TERM
 say "output of make $bg_target:"
 cat "$log"
-[ "$fg_rc" -eq 0 ] || say "make $fg_target FAILED (exit $fg_rc)"
+# The background log printed above pushes the foreground's failures out of a CI log's tail: repeat them last.
+if [ "$fg_rc" -ne 0 ]; then
+  say "make $fg_target FAILED (exit $fg_rc); the end of its output ($fglog):"
+  tail -n 60 "$fglog"
+  say "make $fg_target FAILED (exit $fg_rc)"
+fi
 [ "$bg_rc" -eq 0 ] || say "make $bg_target FAILED (exit $bg_rc)"
 [ "$fg_rc" -eq 0 ] && [ "$bg_rc" -eq 0 ]
