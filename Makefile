@@ -57,8 +57,9 @@ integration: setup
 	@scripts/pytest.sh tests/integration -m "not matrix" -n $(PYTEST_WORKERS) --dist worksteal --durations=30 $(PYTEST_ARGS)
 
 # The wide sweeps left out of `make test` (every kill point, every version): see README's development table.
-matrix: setup
+matrix: setup-image
 	@scripts/pytest.sh tests/integration -m matrix -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	@scripts/with-dockerd.sh scripts/molecule.sh --matrix
 
 molecule: setup-image
 	@scripts/with-dockerd.sh scripts/molecule.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests and the demo need. Idempotent: a second run only checks and reuses caches.
 #   scripts/setup.sh            system packages, venv, FerretDB binary
-#   scripts/setup.sh --image    ... and the molecule base image (needs dockerd; started and stopped here)
+#   scripts/setup.sh --image    ... and the molecule base images (needs dockerd; started and stopped here)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 

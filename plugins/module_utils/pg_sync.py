@@ -191,6 +191,10 @@ class _Db:
         self.pg = connect(conn, autocommit=True)
         self.pg.execute("SET default_transaction_read_only = off")
 
+    @property
+    def major(self) -> int:
+        return self.pg.info.server_version // 10000
+
     def all(self, stmt: Any, params: Any = None) -> list:
         return self.pg.execute(stmt, params).fetchall()
 
@@ -841,9 +845,16 @@ def _set_publication_comment(d: _Db, name: str, comment: dict) -> None:
     d.run(sql.SQL("COMMENT ON PUBLICATION {} IS {}").format(sql.Identifier(name), sql.Literal(json.dumps(comment, sort_keys=True))))
 
 
+# PostgreSQL 13 hides pg_subscription.oid from non-superusers (14 made it public); pg_stat_subscription,
+# readable by all, names it: NULL when another database of the server has a subscription of the same name.
+_SUB_OID_PUBLIC = "s.oid"
+_SUB_OID_13 = "(SELECT min(st.subid) FROM pg_stat_subscription st WHERE st.subname = s.subname HAVING count(DISTINCT st.subid) = 1)"
+
+
 def _subscription(d: _Db, name: str) -> dict | None:
+    readable = d.one("SELECT has_column_privilege('pg_catalog.pg_subscription', 'oid', 'SELECT')")
     rows = d.all(
-        "SELECT s.oid, s.subenabled, s.subslotname FROM pg_subscription s "
+        f"SELECT {_SUB_OID_PUBLIC if readable else _SUB_OID_13}, s.subenabled, s.subslotname FROM pg_subscription s "
         "WHERE s.subname = %s AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
         (name,),
     )
@@ -852,11 +863,21 @@ def _subscription(d: _Db, name: str) -> dict | None:
     return {"oid": rows[0][0], "enabled": rows[0][1], "slot": rows[0][2]}
 
 
-def _publication_list(source_tables: list[dict], column_lists: dict | None) -> Any:
+def partial_lists(column_lists: dict | None, cols: dict) -> dict:
+    """The column lists that leave out a column the publisher replicates (generated columns are never
+    published): only these need a column list, which PostgreSQL 15 brought; the others publish the table."""
+    return {
+        name: wanted
+        for name, wanted in (column_lists or {}).items()
+        if set(wanted) != {c["name"] for c in cols.get(name, []) if not c["generated"]}
+    }
+
+
+def _publication_list(source_tables: list[dict], column_lists: dict) -> Any:
     items = []
     for t in source_tables:
         ident = sql.Identifier(t["schema"], t["table"])
-        if column_lists is not None:
+        if t["name"] in column_lists:
             cols = column_lists[t["name"]]
             items.append(sql.SQL("{} ({})").format(ident, sql.SQL(", ").join(sql.Identifier(c) for c in cols)))
         else:
@@ -881,10 +902,11 @@ def create_publication(
         schema, table = t.split(".", 1)
         d.run(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(sql.Identifier(schema, table)))
     cols = columns(d, [t["oid"] for t in tabs])
+    lists = partial_lists(column_lists, cols)
     d.run(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
     d.run(
         sql.SQL("CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)").format(
-            sql.Identifier(name), _publication_list(tabs, column_lists)
+            sql.Identifier(name), _publication_list(tabs, lists)
         )
     )
     comment = {
@@ -1421,6 +1443,7 @@ def reverse_plan(new_default: PgConnection, fallback: PgConnection) -> dict:
     with _session(new_default) as d:
         src_tabs = {t["name"]: t for t in tables(d) if t["persistence"] == "p"}
         src_cols = columns(d, [t["oid"] for t in src_tabs.values()])
+        src_major = d.major
     with _session(fallback) as f:
         dst_tabs = {t["name"]: t for t in tables(f) if t["persistence"] == "p"}
         dst_cols = columns(f, [t["oid"] for t in dst_tabs.values()])
@@ -1448,6 +1471,12 @@ def reverse_plan(new_default: PgConnection, fallback: PgConnection) -> dict:
         elif any(i not in {c["name"] for c in cols} for i in ident):
             problems.append(f"table {name}: its replica identity columns {', '.join(ident)} are not all on the fallback")
         lists[name] = [c["name"] for c in cols]
+    partial = partial_lists(lists, src_cols)
+    if partial and src_major < 15:
+        problems.append(
+            f"the new default runs PostgreSQL {src_major}: carrying back only the columns the fallback has "
+            f"({', '.join(sorted(partial)[:5])}) needs a publication column list, which PostgreSQL 15 brought"
+        )
     return {
         "tables": len(lists),
         "column_lists": lists,

@@ -140,3 +140,18 @@ def test_fingerprint_changes_with_a_column_and_not_with_order_of_tables():
     assert pg_sync.fingerprint(a) == pg_sync.fingerprint(b)
     c = {**a, "public.b": [{"name": "x", "type": "varchar", "not_null": False}]}
     assert pg_sync.fingerprint(a) != pg_sync.fingerprint(c)
+
+
+def test_only_a_column_list_that_leaves_a_column_out_is_kept():
+    """A publication column list needs PostgreSQL 15; a list naming every published column is the whole table."""
+    cols = {
+        "public.users": [
+            {"name": "id", "generated": False},
+            {"name": "name", "generated": False},
+            {"name": "upper_name", "generated": True},  # never published: not a column the list leaves out
+        ],
+        "public.events": [{"name": "id", "generated": False}, {"name": "last_login", "generated": False}],
+    }
+    lists = {"public.users": ["name", "id"], "public.events": ["id"]}
+    assert pg_sync.partial_lists(lists, cols) == {"public.events": ["id"]}
+    assert pg_sync.partial_lists(None, cols) == {}
