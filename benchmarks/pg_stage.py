@@ -68,7 +68,7 @@ def prepare(src: PgCluster, scale: int) -> dict:
     t = time.monotonic()
     subprocess.run(
         [
-            str(pg_bin() / "pgbench"),
+            str(pg_bin(src.version) / "pgbench"),
             "-i",
             "-s",
             str(scale),

@@ -15,7 +15,11 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import subprocess
+import tempfile
 
 import pytest
 from harness.paths import ensure_collection_path
@@ -24,7 +28,7 @@ ensure_collection_path()
 
 from harness import ansible as _ansible  # noqa: E402
 from harness.ferretdb import start_mongo  # noqa: E402
-from harness.pg import DEFAULT_VERSION, ExternalPg, ManagedLogin, PgCluster  # noqa: E402
+from harness.pg import DEFAULT_VERSION, ExternalPg, ManagedLogin, PgCluster, pg_bin  # noqa: E402
 
 
 def _start_pg(name: str):
@@ -122,6 +126,27 @@ def mongo_db(mongo):
     yield client[name]
     client.drop_database(name)
     client.close()
+
+
+@pytest.fixture
+def cluster_dir():
+    """Where a physical copy puts a cluster of its own: ``<private parent>/green``, in a parent the unprivileged
+    cluster owner can enter. Afterwards every cluster in that parent is stopped (with its own major's
+    binaries) and the parent removed."""
+    base = tempfile.mkdtemp(prefix="dualboot-physical-")
+    os.chmod(base, 0o711)  # noqa: S103 - the cluster owner must traverse it, nothing is listed
+    yield os.path.join(base, "green")
+    for data in glob.glob(os.path.join(base, "*")):
+        if os.path.exists(os.path.join(data, "postmaster.pid")):
+            with open(os.path.join(data, "PG_VERSION")) as f:
+                major = int(f.read().strip())
+            subprocess.run(
+                [str(pg_bin(major) / "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"],
+                check=False,
+                capture_output=True,
+                user="dualboot" if os.geteuid() == 0 else None,
+            )
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

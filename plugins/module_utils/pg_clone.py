@@ -49,6 +49,14 @@ from ansible_collections.dualboot.db.plugins.module_utils.pg_backup import (
 )
 from ansible_collections.dualboot.db.plugins.module_utils.pg_drift import measure_rows, take_marker
 from ansible_collections.dualboot.db.plugins.module_utils.pg_privileges import Entry, method_needs, needs, refuse, role
+from ansible_collections.dualboot.db.plugins.module_utils.pg_upgrade import (
+    OLD_COPY_SUFFIX,
+    analyze_all,
+    check_target_major,
+    cluster_facts,
+    upgrade,
+    upgrade_tools,
+)
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection, connect
 
 try:
@@ -135,7 +143,9 @@ def clone(
             else "target_data_dir given, so the staged entry is a cluster of its own: pg_basebackup of the whole source "
             "cluster is the fastest copy (benchmarks/README.md)."
         )
-        return _physical(source, target, src, physical or {}, if_exists, force, boot_record, bin_dir, check_mode, started, reason)
+        ctx = {"if_exists": if_exists, "force": force, "boot_record": boot_record, "bin_dir": bin_dir, "check_mode": check_mode}
+        ctx.update({"started": started, "reason": reason, "jobs": jobs, "run_analyze": run_analyze})
+        return _physical(source, target, src, physical or {}, ctx)
 
     build = TargetBuild(target, maintenance_db, if_exists, tablespace)
     with connect(build.maint, autocommit=True) as c:
@@ -713,23 +723,10 @@ def _is_running(data_dir: str) -> bool:
     return os.path.exists(os.path.join(data_dir, "postmaster.pid"))
 
 
-def _physical(
-    source: PgConnection,
-    target: PgConnection,
-    src: dict,
-    opts: dict,
-    if_exists: str,
-    force: bool,
-    boot_record: str | None,
-    bin_dir: str | None,
-    check_mode: bool,
-    started: float,
-    reason: str,
-) -> dict:
-    _server_files(source, src)
-    data_dir = opts.get("target_data_dir")
-    os_user = opts.get("os_user") or "postgres"
-    settings = dict(opts.get("target_settings") or {})
+def _physical_checks(
+    source: PgConnection, target: PgConnection, src: dict, data_dir: str | None, force: bool, boot_record: str | None
+) -> str:
+    """Refuse what a physical copy cannot do, before anything is written; returns the absolute data directory."""
     if not data_dir:
         raise InvalidInput("method physical needs target_data_dir: the data directory of the new cluster.")
     data_dir = os.path.abspath(data_dir)
@@ -745,131 +742,226 @@ def _physical(
         )
     if src.get("data_directory") and os.path.realpath(src["data_directory"]) == os.path.realpath(data_dir):
         raise InvalidInput(f"target_data_dir {data_dir} is the source's own data directory.", hint="choose a new directory for the copy.")
-    config_file, hba_file = src.get("config_file"), src.get("hba_file")
-    for f in (config_file, hba_file):
+    for f in (src.get("config_file"), src.get("hba_file")):
         if f and src.get("data_directory") and not os.path.realpath(f).startswith(os.path.realpath(src["data_directory"]) + os.sep):
             raise InvalidInput(
                 f"the source keeps {os.path.basename(f)} outside its data directory ({f}); a physical copy would start without it.",
                 hint="use method dump_restore (or template), or a source whose configuration lives in its data directory.",
             )
     if boot_record:
-        record = load_record(boot_record)
-        name, entry = default_entry(record)
+        name, entry = default_entry(load_record(boot_record))
         if int(entry.get("login_port", 5432)) == target.port and not force:
             raise SafetyRefusal(
                 f"refusing to replace the cluster on port {target.port}: "
                 f"it serves the default entry {name!r} of boot record {boot_record}.",
                 hint="use another port for the staged cluster; force: true overrides this only for a deliberate replacement.",
             )
-    run_as = _run_as(os_user)
+    return data_dir
+
+
+def _existing_cluster(data_dir: str, if_exists: str) -> bool:
+    """Whether ``data_dir`` holds a cluster to replace (refusing what must not be deleted)."""
+    if not (os.path.exists(data_dir) and os.listdir(data_dir)):
+        return False
+    if if_exists == "fail":
+        raise InvalidInput(
+            f"target_data_dir {data_dir} exists and is not empty.",
+            hint="set if_exists: replace to replace that cluster, or choose another directory.",
+        )
+    if not os.path.exists(os.path.join(data_dir, "PG_VERSION")):
+        raise SafetyRefusal(
+            f"target_data_dir {data_dir} is not a PostgreSQL data directory; refusing to delete it.", hint="choose another directory."
+        )
+    return True
+
+
+def _remove_cluster(data_dir: str, bin_dirs: list[str | None], run_as: dict) -> None:
+    """Stop (with the binaries of its own major) and delete an earlier copy."""
+    if not os.path.exists(os.path.join(data_dir, "PG_VERSION")):
+        return
+    if _is_running(data_dir):
+        with open(os.path.join(data_dir, "PG_VERSION"), encoding="utf-8") as f:
+            major = int(f.read().strip().split(".")[0])
+        pg_ctl = next((t for t in (_tool_or_none("pg_ctl", major, b) for b in bin_dirs) if t), None) or find_tool(
+            "pg_ctl", major, None, exact=True
+        )
+        run_tool([pg_ctl, "-D", data_dir, "-m", "fast", "-w", "stop"], os.environ.copy(), "pg_ctl stop of the old copy", run_as=run_as)
+    shutil.rmtree(data_dir)
+
+
+def _tool_or_none(name: str, major: int, bin_dir: str | None) -> str | None:
+    try:
+        return find_tool(name, major, bin_dir, exact=True)
+    except DualbootError:
+        return None
+
+
+def _physical_plan(source: PgConnection, target: PgConnection, src: dict, opts: dict, ctx: dict) -> dict:
+    """Everything a physical copy (and its upgrade) needs, checked before anything is written."""
+    _server_files(source, src)
+    data_dir = _physical_checks(source, target, src, opts.get("target_data_dir"), ctx["force"], ctx["boot_record"])
     major = src["server_version_num"] // 10000
-    pg_basebackup = find_tool("pg_basebackup", major, bin_dir)
-    pg_ctl = find_tool("pg_ctl", major, bin_dir, exact=True)
-    exists = os.path.exists(data_dir) and bool(os.listdir(data_dir))
-    if exists:
-        if if_exists == "fail":
-            raise InvalidInput(
-                f"target_data_dir {data_dir} exists and is not empty.",
-                hint="set if_exists: replace to replace that cluster, or choose another directory.",
-            )
-        if not os.path.exists(os.path.join(data_dir, "PG_VERSION")):
-            raise SafetyRefusal(
-                f"target_data_dir {data_dir} is not a PostgreSQL data directory; refusing to delete it.", hint="choose another directory."
-            )
-    diff = {
-        "before": {"data_dir": data_dir, "exists": exists},
-        "after": {"data_dir": data_dir, "exists": True, "port": target.port, "cloned_from": source.label(), "method": "physical"},
+    new_major = check_target_major(major, opts.get("target_major"), opts.get("upgrade_mode") or "link")
+    run_as = _run_as(opts.get("os_user") or "postgres")
+    plan = {
+        "data_dir": data_dir,
+        "copy_dir": data_dir + OLD_COPY_SUFFIX + str(major) if new_major else data_dir,
+        "run_as": run_as,
+        "os_user": opts.get("os_user") or "postgres",
+        "major": major,
+        "new_major": new_major,
+        "settings": dict(opts.get("target_settings") or {}),
+        "pg_basebackup": find_tool("pg_basebackup", major, ctx["bin_dir"]),
+        "pg_ctl": find_tool("pg_ctl", major, ctx["bin_dir"], exact=True),
+        "old_pg_ctl": find_tool("pg_ctl", major, ctx["bin_dir"], exact=True),
+        "exists": _existing_cluster(data_dir, ctx["if_exists"]),
+        "bin_dirs": [ctx["bin_dir"], opts.get("target_bin_dir")],
     }
-    if check_mode:
-        return {
-            "changed": True,
-            "method": "physical",
-            "method_reason": reason,
-            "source": source.label(),
-            "target": target.label(),
-            "data_dir": data_dir,
-            "replaced": exists,
-            "diff": diff,
-            "summary": f"would copy the cluster of {source.label()} into {data_dir} and start it on port {target.port}",
+    if new_major:
+        plan["upgrade"] = {
+            "facts": cluster_facts(source),
+            "tools": upgrade_tools(major, new_major, ctx["bin_dir"], opts.get("target_bin_dir")),
+            "mode": opts.get("upgrade_mode") or "link",
+            "jobs": ctx["jobs"],
+            "port": target.port,
+            "settings": plan["settings"],
+            "major": new_major,
         }
-    timings = {}
-    if exists:
-        if _is_running(data_dir):
-            run_tool([pg_ctl, "-D", data_dir, "-m", "fast", "-w", "stop"], os.environ.copy(), "pg_ctl stop of the old copy", run_as=run_as)
-        shutil.rmtree(data_dir)
+        plan["pg_ctl"] = plan["upgrade"]["tools"]["pg_ctl"]
     parent = os.path.dirname(data_dir)
     if not os.path.isdir(parent):
         raise InvalidInput(f"the parent directory {parent} of target_data_dir does not exist.", hint="create it first.")
-    os.mkdir(data_dir, 0o700)
-    if run_as:
-        os.chown(data_dir, run_as["user"], run_as["group"])
-    with connect(source) as c:
-        c.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        c.read_only = True
-        marker = take_marker(c.cursor())
-        c.rollback()
-    t = time.monotonic()
-    try:
-        run_tool(
-            [pg_basebackup, "-D", data_dir, "--wal-method=stream", "--checkpoint=fast", "--no-password"],
-            tool_env(source),
-            f"pg_basebackup of {source.label()}",
-            disk=f"{parent} (target_data_dir)",
-            run_as=run_as,
-        )
-        timings["basebackup_s"] = round(time.monotonic() - t, 3)
-        copy_settings = {
-            "port": str(target.port),
-            # The copy must never archive into the source's WAL archive nor consume its subscriptions.
-            "archive_mode": "off",
-            "max_logical_replication_workers": "0",
+    return plan
+
+
+def _physical(source: PgConnection, target: PgConnection, src: dict, opts: dict, ctx: dict) -> dict:
+    plan = _physical_plan(source, target, src, opts, ctx)
+    upgrade_note = (
+        f" and upgrade it to PostgreSQL {plan['new_major']} with pg_upgrade --{plan['upgrade']['mode']}" if plan["new_major"] else ""
+    )
+    diff = {
+        "before": {"data_dir": plan["data_dir"], "exists": plan["exists"]},
+        "after": {"data_dir": plan["data_dir"], "exists": True, "port": target.port, "cloned_from": source.label(), "method": "physical"},
+    }
+    if plan["new_major"]:
+        diff["after"]["major"] = plan["new_major"]
+    base = {"changed": True, "method": "physical", "method_reason": ctx["reason"], "source": source.label(), "data_dir": plan["data_dir"]}
+    base.update({"replaced": plan["exists"], "diff": diff})
+    if ctx["check_mode"]:
+        return {
+            **base,
+            "target": target.label(),
+            "summary": f"would copy the cluster of {source.label()} into {plan['data_dir']}{upgrade_note} "
+            f"and start it on port {target.port}",
         }
-        copy_settings.update({k: str(v) for k, v in settings.items()})
-        with open(os.path.join(data_dir, "postgresql.auto.conf"), "a", encoding="utf-8") as f:
-            f.write("# dualboot.db postgresql_clone method=physical\n")
-            for k, v in copy_settings.items():
-                f.write(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n")
-        log = os.path.join(data_dir, "dualboot-clone.log")
-        t = time.monotonic()
-        run_tool(
-            [pg_ctl, "-D", data_dir, "-l", log, "-w", "-t", "600", "start"], os.environ.copy(), "pg_ctl start of the copy", run_as=run_as
-        )
-        timings["start_s"] = round(time.monotonic() - t, 3)
-    except BaseException:
-        if _is_running(data_dir):
-            subprocess.run([pg_ctl, "-D", data_dir, "-m", "immediate", "-w", "stop"], capture_output=True, check=False, **run_as)
-        shutil.rmtree(data_dir, ignore_errors=True)
-        raise
+    for path in dict.fromkeys((plan["data_dir"], plan["copy_dir"])):
+        _remove_cluster(path, plan["bin_dirs"], plan["run_as"])
     copy = target.with_db(source.dbname)
-    with connect(copy, autocommit=True) as c:
-        if c.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-            raise OperationFailed(
-                f"the copy in {data_dir} is still in recovery on port {target.port}.", hint="look at its log dualboot-clone.log."
-            )
-    t = time.monotonic()
-    _measure_copy(copy, marker)
-    timings["row_count_s"] = round(time.monotonic() - t, 3)
-    duration = round(time.monotonic() - started, 3)
-    size = sum(os.path.getsize(os.path.join(d, f)) for d, _x, fs in os.walk(data_dir) for f in fs if os.path.isfile(os.path.join(d, f)))
+    timings, marker, warnings = _physical_copy(source, copy, plan, ctx)
+    duration = round(time.monotonic() - ctx["started"], 3)
+    size = sum(
+        os.path.getsize(os.path.join(d, f)) for d, _x, fs in os.walk(plan["data_dir"]) for f in fs if os.path.isfile(os.path.join(d, f))
+    )
     return {
-        "changed": True,
-        "method": "physical",
-        "method_reason": reason,
-        "source": source.label(),
+        **base,
         "target": copy.label(),
-        "data_dir": data_dir,
-        "replaced": exists,
         "cluster_size_bytes": size,
         "database_size_bytes": src["size_bytes"],
         "duration_s": duration,
         "throughput_mb_s": throughput(size, duration),
         "timings": timings,
         "marker": marker,
-        "warnings": [],
-        "stop_command": f"pg_ctl -D {data_dir} stop (as {os_user})",
-        "diff": diff,
+        "warnings": warnings,
+        "server_version_num": _server_version(copy),
+        "stop_command": f"{plan['pg_ctl']} -D {plan['data_dir']} stop (as {plan['os_user']})",
         "summary": (
-            f"copied the cluster of {source.label()} ({human_bytes(size)}) into {data_dir} with pg_basebackup and started it on port "
-            f"{target.port} in {duration:.1f} s ({throughput(size, duration)} MB/s)"
+            f"copied the cluster of {source.label()} ({human_bytes(size)}) into {plan['data_dir']} with pg_basebackup"
+            + upgrade_note.replace(" and upgrade", ", upgraded")
+            + f" and started it on port {target.port} in {duration:.1f} s ({throughput(size, duration)} MB/s)"
         ),
     }
+
+
+def _server_version(conn: PgConnection) -> int:
+    with connect(conn, autocommit=True) as c:
+        return int(c.execute("SHOW server_version_num").fetchone()[0])
+
+
+def _basebackup(source: PgConnection, plan: dict) -> None:
+    copy_dir, run_as = plan["copy_dir"], plan["run_as"]
+    os.mkdir(copy_dir, 0o700)
+    if run_as:
+        os.chown(copy_dir, run_as["user"], run_as["group"])
+    run_tool(
+        [plan["pg_basebackup"], "-D", copy_dir, "--wal-method=stream", "--checkpoint=fast", "--no-password"],
+        tool_env(source),
+        f"pg_basebackup of {source.label()}",
+        disk=f"{os.path.dirname(copy_dir)} (target_data_dir)",
+        run_as=run_as,
+    )
+
+
+def _write_copy_settings(plan: dict, port: int) -> None:
+    """The same major: the copy keeps the source's configuration files; these settings win over them."""
+    copy_settings = {
+        "port": str(port),
+        # The copy must never archive into the source's WAL archive nor consume its subscriptions.
+        "archive_mode": "off",
+        "max_logical_replication_workers": "0",
+    }
+    copy_settings.update({k: str(v) for k, v in plan["settings"].items()})
+    with open(os.path.join(plan["data_dir"], "postgresql.auto.conf"), "a", encoding="utf-8") as f:
+        f.write("# dualboot.db postgresql_clone method=physical\n")
+        for k, v in copy_settings.items():
+            f.write(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n")
+
+
+def _physical_copy(source: PgConnection, copy: PgConnection, plan: dict, ctx: dict) -> tuple[dict, dict, list]:
+    """pg_basebackup (then pg_upgrade), start the new cluster, count the marker's rows on it."""
+    data_dir, run_as, timings, warnings = plan["data_dir"], plan["run_as"], {}, []
+    with connect(source) as c:
+        c.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        c.read_only = True
+        marker = take_marker(c.cursor())
+        c.rollback()
+    try:
+        t = time.monotonic()
+        _basebackup(source, plan)
+        timings["basebackup_s"] = round(time.monotonic() - t, 3)
+        if plan["new_major"]:
+            done = upgrade(plan["copy_dir"], data_dir, plan["upgrade"], run_as)
+            timings.update(done["timings"])
+            warnings += done["warnings"]
+        else:
+            _write_copy_settings(plan, copy.port)
+        t = time.monotonic()
+        log = os.path.join(data_dir, "dualboot-clone.log")
+        run_tool(
+            [plan["pg_ctl"], "-D", data_dir, "-l", log, "-w", "-t", "600", "start"],
+            os.environ.copy(),
+            "pg_ctl start of the copy",
+            run_as=run_as,
+        )
+        timings["start_s"] = round(time.monotonic() - t, 3)
+        with connect(copy, autocommit=True) as c:
+            if c.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                raise OperationFailed(
+                    f"the copy in {data_dir} is still in recovery on port {copy.port}.", hint="look at its log dualboot-clone.log."
+                )
+        if plan["new_major"] and ctx["run_analyze"]:
+            t = time.monotonic()
+            analyze_all(plan["upgrade"]["tools"]["vacuumdb"], ctx["jobs"], tool_env(copy))
+            timings["analyze_s"] = round(time.monotonic() - t, 3)
+    except BaseException:
+        for path, pg_ctl in (
+            (data_dir, plan["pg_ctl"]),
+            (plan["copy_dir"], plan["old_pg_ctl"]),
+        ):
+            if _is_running(path):
+                subprocess.run([pg_ctl, "-D", path, "-m", "immediate", "-w", "stop"], capture_output=True, check=False, **run_as)
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    t = time.monotonic()
+    _measure_copy(copy, marker)
+    timings["row_count_s"] = round(time.monotonic() - t, 3)
+    return timings, marker, warnings

@@ -403,6 +403,17 @@ def preflight(
     if step not in STEPS:
         raise InvalidInput(f"step must be one of {', '.join(STEPS)}, not {step!r}.")
     src = Entry(source, maintenance_db)
+    if step == "stage" and method == "physical":
+        # The copy creates the staged entry's cluster (with the source's roles): its server need not exist yet.
+        missing = read_needs(src, "copy (stage): pg_basebackup reads the whole cluster") + method_needs(method, src, src)
+        if missing:
+            raise refuse(step, missing)
+        return {
+            "changed": False,
+            "step": step,
+            "roles": {"default": src.role.facts()},
+            "summary": f"the login role has every privilege a physical copy of {source.label()} needs (the copy makes {target.label()})",
+        }
     tgt = Entry(target, maintenance_db)
     if step not in ("stage", "sync") and not tgt.exists:  # both create the staged database
         raise InvalidInput(f"the staged entry's database {target.label()} does not exist.", hint="run stage first.")

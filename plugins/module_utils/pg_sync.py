@@ -614,7 +614,7 @@ def preflight(
         raise SafetyRefusal(
             f"continuous sync of {source.label()} into {target.label()} is not possible yet: " + " | ".join(problems),
             hint="fix what is listed, or stage by copy (dualboot_stage_method: copy, postgresql_clone).",
-            **{k: v for k, v in result.items() if k != "changed"},
+            **{k: v for k, v in result.items() if k not in ("changed", "msg")},
         )
     return result
 
@@ -1102,12 +1102,20 @@ def _drop_slot(d: _Db, slot: str, deadline: float) -> bool:
 
 
 def stop(
-    source: PgConnection, target: PgConnection, name: str, timeout: float = 30, check_mode: bool = False, drop_database: bool = False
+    source: PgConnection,
+    target: PgConnection,
+    name: str,
+    timeout: float = 30,
+    check_mode: bool = False,
+    drop_database: bool = False,
+    being_replaced: tuple = (),
 ) -> dict:
     """Drop the subscription, the slot(s) and the publication of a stream; whatever exists, idempotent.
 
     ``drop_database`` then drops the target database too (finalize: the fallback is given up), refusing
-    while any session is connected to it."""
+    while any session is connected to it. A side named in ``being_replaced`` ("source", "target") is a
+    cluster the stage is about to replace by a physical copy: when it is unreachable, what it held goes
+    with it, so that is a note, not a failure."""
     started = time.monotonic()
     deadline = started + timeout
     dropped: list[str] = []
@@ -1121,7 +1129,10 @@ def stop(
             notes.append(f"database {target.dbname} does not exist on the target server: no subscription to drop there")
     except ConnectionFailed as exc:
         target_reachable = False
-        errors.append(f"target {target.label()} unreachable ({exc.message}): its subscription {name} may remain")
+        if "target" in being_replaced:
+            notes.append(f"target {target.label()} unreachable: the stage replaces that cluster, and any subscription {name} in it")
+        else:
+            errors.append(f"target {target.label()} unreachable ({exc.message}): its subscription {name} may remain")
     if target_reachable:
         try:
             with _session(target) as t:
@@ -1162,6 +1173,8 @@ def stop(
         if "does not exist" in exc.message and "database" in exc.message:
             notes.append(f"database {source.dbname} does not exist on the source server: no publication to drop there")
             dropped += _drop_orphan_slots(source, name, deadline, check_mode)
+        elif "source" in being_replaced:
+            notes.append(f"source {source.label()} unreachable: the stage replaces that cluster, and any slot or publication {name} in it")
         else:
             errors.append(f"source {source.label()} unreachable ({exc.message}): slot and publication {name} may remain")
     remaining: list[str] = []
@@ -1195,7 +1208,7 @@ def stop(
         raise OperationFailed(
             f"stream {name} was not completely removed: " + "; ".join(errors + [f"still there: {r}" for r in remaining]),
             hint="make the servers reachable and run state=stopped again; a slot left behind keeps WAL on the source until dropped.",
-            **{k: v for k, v in result.items() if k != "changed"},
+            **{k: v for k, v in result.items() if k not in ("changed", "msg")},
         )
     return result
 
@@ -1952,7 +1965,7 @@ def run(params: dict, check_mode: bool = False) -> dict:
         )
         return out
     if state == "stopped":
-        return stop(source, target, name, timeout, check_mode, bool(params.get("drop_database")))
+        return stop(source, target, name, timeout, check_mode, bool(params.get("drop_database")), tuple(params.get("being_replaced") or ()))
     if state == "status":
         return status(
             source,

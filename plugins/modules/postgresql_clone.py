@@ -111,9 +111,34 @@ options:
         C(port) is always the target's C(target.login_port).
     type: dict
     default: {}
+  target_major:
+    description:
+      - Major version of the new cluster (C(physical) only). When newer than the source's, the base backup is upgraded
+        with C(pg_upgrade) into a new cluster of this major before it starts - the fast path of a major-version upgrade.
+        The source is never touched. Unset (or the source's major) keeps the source's major.
+      - The new cluster gets the source's C(pg_hba.conf), C(pg_ident.conf) and every setting of its configuration
+        files that this major still knows (the others are named in RV(warnings)); O(target_settings) win over them.
+    type: int
+  upgrade_mode:
+    description:
+      - How C(pg_upgrade) moves the copy's files into the new cluster (with O(target_major)). C(link) hard-links them
+        (the fastest; the intermediate copy is ours and deleted afterwards), C(clone) uses reflinks (Btrfs, XFS),
+        C(copy) copies them.
+    type: str
+    choices: [link, clone, copy]
+    default: link
+  target_bin_dir:
+    description:
+      - Directory of the server tools of O(target_major) (C(initdb), C(pg_ctl), C(pg_upgrade), C(postgres));
+        by default they are looked up for that major (Debian C(/usr/lib/postgresql/<major>/bin)).
+    type: path
 notes:
   - C(source.login_db) (or O(login_db)) is the database to copy; C(target.login_db) the staged entry's database. For
     C(physical) the whole cluster is copied and the target database has the source's name.
+  - C(physical) with O(target_major) needs the server binaries of both majors on the host of the new cluster, and
+    a source that C(pg_upgrade) accepts (it refuses, for example, extensions missing from the new major); its
+    findings are in the failure message. Planner statistics are gathered afterwards (C(vacuumdb --analyze-only))
+    when O(analyze) is true.
   - C(physical) needs a source whose configuration files live in its data directory, a replication connection
     (C(REPLICATION) role, C(pg_hba.conf) entry), the privileges of C(pg_read_all_settings) (or superuser) and runs on
     the host of the new cluster. Managed services (RDS, Cloud SQL, Azure) allow no physical copy.
@@ -157,6 +182,17 @@ EXAMPLES = r"""
     source: {login_db: shop, login_port: 5432}
     target: {login_port: 5433}
     target_data_dir: /var/lib/postgresql/15/green
+    os_user: postgres
+
+- name: A major-version upgrade - the PostgreSQL 13 cluster copied and upgraded to 17, the 13 left untouched
+  dualboot.db.postgresql_clone:
+    method: physical
+    login_user: postgres
+    login_unix_socket: /run/postgresql
+    source: {login_db: shop, login_port: 5432}
+    target: {login_port: 5433}
+    target_data_dir: /var/lib/postgresql/17/green
+    target_major: 17
     os_user: postgres
 
 - name: Later - has the default entry moved on since the copy?
@@ -213,7 +249,9 @@ throughput_mb_s:
   type: float
   sample: 104.5
 timings:
-  description: Seconds per step (for example C(copy_s), C(dump_s), C(restore_s), C(row_count_s), C(analyze_s), C(basebackup_s)).
+  description:
+    - Seconds per step (for example C(copy_s), C(dump_s), C(restore_s), C(row_count_s), C(analyze_s), C(basebackup_s)).
+    - With O(target_major) also C(recovery_s) (the copy's WAL replayed), C(initdb_s) and C(upgrade_s) (C(pg_upgrade)).
   returned: success
   type: dict
   sample: {copy_s: 6.1, row_count_s: 2.9}
@@ -242,7 +280,12 @@ stop_command:
   description: How to stop the new cluster.
   returned: when method is physical and not in check mode
   type: str
-  sample: pg_ctl -D /var/lib/postgresql/15/green stop (as postgres)
+  sample: /usr/lib/postgresql/15/bin/pg_ctl -D /var/lib/postgresql/15/green stop (as postgres)
+server_version_num:
+  description: The new cluster's C(server_version_num) (its major differs from the source's after an upgrade).
+  returned: when method is physical and not in check mode
+  type: int
+  sample: 170006
 summary:
   description: One line for people.
   returned: always
@@ -281,6 +324,9 @@ def main():
         target_data_dir={"type": "path"},
         os_user={"type": "str", "default": "postgres"},
         target_settings={"type": "dict", "default": {}},
+        target_major={"type": "int"},
+        upgrade_mode={"type": "str", "choices": ["link", "clone", "copy"], "default": "link"},
+        target_bin_dir={"type": "path"},
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
@@ -312,7 +358,7 @@ def main():
         tablespace=p["tablespace"],
         maintenance_db=p["maintenance_db"],
         bin_dir=p["bin_dir"],
-        physical={"target_data_dir": p["target_data_dir"], "os_user": p["os_user"], "target_settings": p["target_settings"]},
+        physical={k: p[k] for k in ("target_data_dir", "os_user", "target_settings", "target_major", "upgrade_mode", "target_bin_dir")},
         check_mode=module.check_mode,
     )
 

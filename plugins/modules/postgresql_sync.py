@@ -302,6 +302,16 @@ options:
         Refused while any session is connected to it.
     type: bool
     default: false
+  being_replaced:
+    description:
+      - V(stopped) - the side(s) whose cluster the caller is about to replace by a physical copy (a stage whose staged
+        entry is a cluster of its own, M(dualboot.db.postgresql_clone) C(method=physical)). When such a side is
+        unreachable (not created yet, or stopped), whatever it holds goes with it, so that is a note, not a failure, and
+        the other side is still cleaned. Any other unreachable side fails the task.
+    type: list
+    elements: str
+    choices: [source, target]
+    default: []
   bin_dir:
     description: Directory of pg_dump and pg_restore (V(preflight) with migrations, V(started)). Default - the ones matching the server.
     type: path
@@ -526,6 +536,7 @@ def main():
         terminate={"type": "bool", "default": False},
         source_after={"type": "str", "choices": ["frozen", "thawed"], "default": "frozen"},
         drop_database={"type": "bool", "default": False},
+        being_replaced={"type": "list", "elements": "str", "choices": ["source", "target"], "default": []},
         bin_dir={"type": "path"},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

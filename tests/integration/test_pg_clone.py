@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import subprocess
-import tempfile
 
 import psycopg
 import pytest
@@ -208,23 +206,6 @@ def test_disk_full_in_the_intermediate_directory(pg, live, green):
             pg_clone.clone(live.conn, live.conn.with_db(green), method="dump_restore", tmp_dir=small, jobs=1)
         assert os.listdir(small) == []
     assert green not in databases(pg) and temp_leftovers(pg) == [] and fingerprint(live) == before
-
-
-@pytest.fixture
-def cluster_dir():
-    """A parent directory the unprivileged cluster owner can enter."""
-    base = tempfile.mkdtemp(prefix="dualboot-physical-")
-    os.chmod(base, 0o711)  # noqa: S103 - the cluster owner must traverse it, nothing is listed
-    yield os.path.join(base, "green")
-    data = os.path.join(base, "green")
-    if os.path.exists(os.path.join(data, "postmaster.pid")):
-        subprocess.run(
-            ["/usr/lib/postgresql/15/bin/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
-            check=False,
-            capture_output=True,
-            user="dualboot" if os.geteuid() == 0 else None,
-        )
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_physical_copy_into_a_cluster_of_its_own(pg_cluster_factory, cluster_dir, run_module):

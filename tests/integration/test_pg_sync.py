@@ -12,6 +12,7 @@ import uuid
 
 import psycopg
 import pytest
+from harness.net import free_port
 from harness.pgbouncer import PgBouncer, install_role
 
 from ansible_collections.dualboot.db.plugins.module_utils import pg_sync
@@ -355,3 +356,19 @@ def test_handover_holds_pgbouncer_clients_without_errors(pair):
             assert c.execute("SELECT current_database()").fetchone()[0] == green.name
     finally:
         bouncer.stop()
+
+
+def test_stop_with_an_unreachable_side_says_so_unless_that_cluster_is_being_replaced(pair, run_module):
+    """A stopped stream whose target server is down failed with the message "nothing was left" (the result's msg
+    hid the error). A stage into a cluster of its own (physical copy) replaces that cluster, so its being down
+    (not created yet) is a note there; the source side is still cleaned."""
+    p = pair
+    assert not run_module("postgresql_sync", args(p, state="started")).failed
+    name = pg_sync.stream_name(p["name"], "green")
+    dead = {**args(p, state="stopped")["target"], "login_port": free_port()}
+    r = run_module("postgresql_sync", {**args(p, state="stopped"), "target": dead})
+    assert r.failed and "unreachable" in r.msg and "its subscription" in r.msg and "nothing was left" not in r.msg, r.msg
+    assert name not in slots(p["pg"]) and p["blue"].scalar("SELECT count(*) FROM pg_publication") == 0  # the source side is cleaned
+    r = run_module("postgresql_sync", {**args(p, state="stopped"), "target": dead, "being_replaced": ["target"]})
+    assert not r.failed and "the stage replaces that cluster" in r.msg, r.msg
+    pg_sync.stop(p["blue"].conn, p["green"].conn, name)  # the subscription left on the real target

@@ -7,11 +7,17 @@ on each major, and a stage across majors (default on 13 or 15, staged entry on 1
 
 from __future__ import annotations
 
+import glob
+import os
+import pwd
 import uuid
 
 import psycopg
 import pytest
-from harness.pg import pg_bin
+from harness.ansible import local_deployment, run_playbook
+from harness.deployment import TEMPLATE, USERS
+from harness.net import free_port
+from harness.pg import ExternalPg, PgDatabase, pg_bin
 from integration.data.pg.staging import fingerprint
 from integration.test_pg_schema_diff_corpus import CORPUS, load_case
 
@@ -346,3 +352,110 @@ def test_a_copy_stage_ends_no_stream_as_a_managed_login_on_each_major(pg_major, 
          "target": {**owner.login_params(), "login_db": staged.name}},
     )  # fmt: skip
     assert not r.failed and not r.changed, r.msg
+
+
+def _cluster_at(port: int, like) -> PgDatabase:
+    """Database shop of the cluster on ``port``, reached with the logins of ``like`` (a copy of it)."""
+    return ExternalPg(like.uri().replace(f":{like.port}/", f":{port}/")).db("shop")
+
+
+def test_physical_copy_upgraded_from_13_to_17_with_pg_upgrade(pg_cluster_factory, cluster_dir, run_module):
+    """The fast path of a major upgrade (issue 15 item 4): the 13 cluster copied with pg_basebackup and upgraded
+    by pg_upgrade --link into a 17 cluster of its own; 13 stays untouched and running, the copy has every row,
+    an empty schema diff to its source, the source's access rules and settings, and the copy's marker."""
+    source = pg_cluster_factory(name="up13", version=13, settings={"work_mem": "'8MB'", "vacuum_defer_cleanup_age": "5"})
+    live = source.create_database("shop")
+    live.execute(DATASET)
+    live.execute(LARGE_OBJECT)
+    before = fingerprint(live)
+    port = free_port()
+    os_user = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() else "dualboot"
+    params = {
+        **source.login_params(),
+        "method": "physical",
+        "source": {"login_db": "shop"},
+        "target": {"login_port": port},
+        "target_data_dir": cluster_dir,
+        "os_user": os_user,
+        "target_major": 17,
+        "bin_dir": bin_dir(13),
+        "target_bin_dir": bin_dir(17),
+        "target_settings": {"shared_buffers": "32MB"},
+    }
+    checked = run_module("postgresql_clone", params, check=True)
+    assert not checked.failed and "upgrade it to PostgreSQL 17 with pg_upgrade --link" in checked["summary"], checked.msg
+    assert not os.path.exists(cluster_dir)
+
+    r = run_module("postgresql_clone", params)
+    assert not r.failed, r.msg
+    assert r["server_version_num"] // 10000 == 17 and "upgraded it to PostgreSQL 17" in r["summary"], r["summary"]
+    assert {"basebackup_s", "recovery_s", "upgrade_s", "analyze_s", "row_count_s"} <= set(r["timings"]), r["timings"]
+    assert any("vacuum_defer_cleanup_age" in w for w in r["warnings"]), r["warnings"]
+    assert source.password not in r.output and not glob.glob(cluster_dir + ".dualboot-pg*")
+    copy = _cluster_at(port, source)
+    assert copy.scalar("SHOW server_version_num").startswith("17") and copy.scalar("SHOW work_mem") == "8MB"
+    assert copy.scalar("SHOW shared_buffers") == "32MB" and copy.scalar("SHOW archive_mode") == "off"
+    assert fingerprint(copy) == before == fingerprint(live)
+    assert pg_diff.compare_schemas(live.conn, copy.conn)["changes"] == []
+    assert pg_drift.drift(live.conn, marker=r["marker"], exact=True)["drift"] is False
+    assert copy.scalar("SELECT count(*) FROM pg_stats WHERE tablename = 'orders'") > 0  # statistics gathered
+    copy.execute("INSERT INTO users (user_name) VALUES ('only on 17')")
+    assert live.scalar("SELECT count(*) FROM users WHERE user_name = 'only on 17'") == 0
+    assert live.scalar("SHOW server_version_num").startswith("13")
+
+    again = run_module("postgresql_clone", params)
+    assert again.failed and "exists and is not empty" in again.msg
+    replaced = run_module("postgresql_clone", {**params, "if_exists": "replace", "upgrade_mode": "copy"})
+    assert not replaced.failed and replaced["replaced"], replaced.msg
+    assert copy.scalar("SELECT count(*) FROM users WHERE user_name = 'only on 17'") == 0
+    assert fingerprint(copy) == before
+
+
+def test_an_upgrade_to_an_older_major_is_refused_before_anything(pg_major, cluster_dir, run_module):
+    server = pg_major(17)
+    r = run_module(
+        "postgresql_clone",
+        {**server.login_params(), "method": "physical", "source": {"login_db": "postgres"}, "target": {"login_port": free_port()},
+         "target_data_dir": cluster_dir, "target_major": 15, "os_user": "dualboot"},
+    )  # fmt: skip
+    assert r.failed and "target_major 15 is older than the source's PostgreSQL 17" in r.msg, r.msg
+    assert not os.path.exists(cluster_dir)
+
+
+def test_a_major_upgrade_by_pg_upgrade_through_the_lifecycle(pg_cluster_factory, cluster_dir, tmp_path):
+    """The roles drive the fast path: stage copies the 13 cluster and upgrades it to 17 (dualboot_clone_physical),
+    verify proves the migration is the only difference, cutover moves the application to 17, rollback back to 13."""
+    source = pg_cluster_factory(name="life13", version=13)
+    blue = source.create_database("shop")
+    blue.execute(USERS)
+    port = free_port()
+    app = tmp_path / "app1.env"
+    app.write_text(f"DATABASE_URL={blue.uri}\n")
+    os.chmod(tmp_path, 0o700)
+    entries = {
+        "blue": {**source.login_params(), "login_db": "shop"},
+        "green": {**source.login_params(), "login_port": port, "login_db": "shop"},
+    }
+    targets = {"app1": [{"format": "dotenv", "path": str(app), "key": "DATABASE_URL", "template": TEMPLATE}]}
+    inventory, variables = local_deployment(tmp_path, targets, entries, "r1")
+    os_user = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() else "dualboot"
+    variables["dualboot_clone_method"] = "physical"
+    variables["dualboot_clone_physical"] = {
+        "target_data_dir": cluster_dir, "os_user": os_user, "target_major": 17, "bin_dir": bin_dir(13), "target_bin_dir": bin_dir(17),
+    }  # fmt: skip
+    checked = run_playbook("dualboot.db.stage", variables, inventory=str(inventory), check=True)
+    assert checked.returncode == 0 and "upgrade it to PostgreSQL 17" in checked.stdout, (checked.stdout + checked.stderr)[-3000:]
+    assert not os.path.exists(cluster_dir)
+    out = {}
+    for step in ("stage", "verify", "cutover"):
+        proc = run_playbook(f"dualboot.db.{step}", variables, inventory=str(inventory))
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        out[step] = proc.stdout
+    assert "upgraded it to PostgreSQL 17 with pg_upgrade --link" in out["stage"], out["stage"][-3000:]
+    green = _cluster_at(port, source)
+    assert green.scalar("SHOW server_version_num").startswith("17") and f":{port}/shop" in app.read_text()
+    green.execute("INSERT INTO users (full_name) VALUES ('written on 17')")
+    assert green.scalar("SELECT count(*) FROM users") == 301 and blue.scalar("SELECT count(*) FROM users") == 300
+    proc = run_playbook("dualboot.db.rollback", {**variables, "dualboot_rollback_discard_writes": True}, inventory=str(inventory))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert f":{source.port}/shop" in app.read_text() and blue.scalar("SHOW default_transaction_read_only") == "off"
