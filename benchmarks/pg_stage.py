@@ -66,7 +66,7 @@ def prepare(src: PgCluster, scale: int) -> dict:
     src.create_database("bench")
     env = {**os.environ, "PGPASSWORD": src.password}
     t = time.monotonic()
-    subprocess.run(
+    proc = subprocess.run(
         [
             str(pg_bin(src.version) / "pgbench"),
             "-i",
@@ -83,10 +83,13 @@ def prepare(src: PgCluster, scale: int) -> dict:
             src.user,
             "bench",
         ],
-        check=True,
+        check=False,
         env=env,
         capture_output=True,
+        text=True,
     )
+    if proc.returncode != 0:
+        raise RuntimeError(f"pgbench -i failed: {proc.stderr.strip()[-2000:]}")
     db = src.db("bench")
     for stmt in SECONDARY_INDEXES:
         db.execute(stmt)

@@ -252,6 +252,10 @@ class PgCluster(_Server):
                 "shared_buffers": "64MB",
                 "max_connections": "60",
             }
+            if self.version != DEFAULT_VERSION:
+                # The unpacked 13/17 binaries bring their own C library, but llvmjit.so's LLVM pulls the host's
+                # libedit, which needs a newer one: a query costly enough for JIT would fail to load it.
+                conf["jit"] = "off"
             conf.update({k: str(v) for k, v in self.settings.items()})
             with open(self.data / "postgresql.auto.conf", "w") as f:
                 f.write("".join(f"{k} = {v}\n" for k, v in conf.items()))
