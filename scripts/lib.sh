@@ -14,8 +14,8 @@ CORE_VERSIONS=(2.16.19 2.17.14 2.18.19)
 BUILDER_VERSION=3.2.0
 # Molecule scenarios that only make matrix runs (scripts/molecule.sh --matrix): sync is major_upgrade's
 # flow on one major; postgresql@<suite> is the postgresql scenario on PostgreSQL 13 / Python 3.9 hosts
-# (bullseye) and on 17 / 3.13 (trixie).
-MOLECULE_MATRIX=(sync postgresql@bullseye postgresql@trixie)
+# (bullseye) and on 17 / 3.13 (trixie); mongodb@<suite> runs the MongoDB modules on Python 3.9 and 3.13.
+MOLECULE_MATRIX=(sync postgresql@bullseye postgresql@trixie mongodb@bullseye mongodb@trixie)
 core_venv() { echo "$LOCAL_CACHE/venv-core-${1%.*}"; }
 # The unprivileged account that owns the test and demo PostgreSQL clusters when we run as root.
 PG_OS_USER=${DUALBOOT_PG_OS_USER:-dualboot}

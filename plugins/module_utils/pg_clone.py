@@ -106,6 +106,8 @@ def _server_files(source: PgConnection, src: dict) -> None:
         cur = c.cursor()
         cur.execute("SELECT current_setting('data_directory'), current_setting('config_file'), current_setting('hba_file')")
         src["data_directory"], src["config_file"], src["hba_file"] = cur.fetchone()
+        cur.execute("SELECT spcname, pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')")
+        src["tablespaces"] = cur.fetchall()
 
 
 def clone(
@@ -748,6 +750,13 @@ def _physical_checks(
                 f"the source keeps {os.path.basename(f)} outside its data directory ({f}); a physical copy would start without it.",
                 hint="use method dump_restore (or template), or a source whose configuration lives in its data directory.",
             )
+    if src.get("tablespaces"):
+        where = ", ".join(f"{n} ({loc})" for n, loc in src["tablespaces"])
+        raise InvalidInput(
+            f"the source cluster has tablespaces outside its data directory ({where}); a physical copy on this host "
+            "would have to write into the same directories.",
+            hint="stage with a logical copy (method stream) instead; its tablespace option puts the copy where you choose.",
+        )
     if boot_record:
         name, entry = default_entry(load_record(boot_record))
         if int(entry.get("login_port", 5432)) == target.port and not force:
@@ -805,6 +814,7 @@ def _physical_plan(source: PgConnection, target: PgConnection, src: dict, opts: 
     run_as = _run_as(opts.get("os_user") or "postgres")
     plan = {
         "data_dir": data_dir,
+        "port": target.port,
         "copy_dir": data_dir + OLD_COPY_SUFFIX + str(major) if new_major else data_dir,
         "run_as": run_as,
         "os_user": opts.get("os_user") or "postgres",
@@ -916,6 +926,28 @@ def _write_copy_settings(plan: dict, port: int) -> None:
             f.write(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n")
 
 
+def _start_copy(plan: dict) -> None:
+    """Start the new cluster; a failure carries the end of its log, which goes with the removed copy."""
+    log = os.path.join(plan["data_dir"], "dualboot-clone.log")
+    try:
+        run_tool(
+            [plan["pg_ctl"], "-D", plan["data_dir"], "-l", log, "-w", "-t", "600", "start"],
+            os.environ.copy(),
+            "pg_ctl start of the copy",
+            run_as=plan["run_as"],
+        )
+    except DualbootError as exc:
+        tail = ""
+        if os.path.exists(log):
+            with open(log, encoding="utf-8", errors="replace") as f:
+                tail = "\n".join(f.read().strip().splitlines()[-8:])
+        raise OperationFailed(
+            f"the copy did not start on port {plan['port']}: {exc.message}" + (f"\nits log ends with:\n{tail}" if tail else ""),
+            hint="fix what the log names (a setting of the source, a file it refers to; target_settings override settings), "
+            "then stage again; the copy was removed.",
+        ) from None
+
+
 def _physical_copy(source: PgConnection, copy: PgConnection, plan: dict, ctx: dict) -> tuple[dict, dict, list]:
     """pg_basebackup (then pg_upgrade), start the new cluster, count the marker's rows on it."""
     data_dir, run_as, timings, warnings = plan["data_dir"], plan["run_as"], {}, []
@@ -935,13 +967,7 @@ def _physical_copy(source: PgConnection, copy: PgConnection, plan: dict, ctx: di
         else:
             _write_copy_settings(plan, copy.port)
         t = time.monotonic()
-        log = os.path.join(data_dir, "dualboot-clone.log")
-        run_tool(
-            [plan["pg_ctl"], "-D", data_dir, "-l", log, "-w", "-t", "600", "start"],
-            os.environ.copy(),
-            "pg_ctl start of the copy",
-            run_as=run_as,
-        )
+        _start_copy(plan)
         timings["start_s"] = round(time.monotonic() - t, 3)
         with connect(copy, autocommit=True) as c:
             if c.execute("SELECT pg_is_in_recovery()").fetchone()[0]:

@@ -174,10 +174,31 @@ def _config_lines(facts: dict, known: set, port: int, user_settings: dict) -> tu
     return lines, dropped
 
 
-def _carry_config(old_dir: str, new_dir: str, files: dict, lines: list[str]) -> None:
+# Top-level files of a data directory that belong to the server or to this copy; any other file there is
+# the operator's (certificates and keys that ssl_* settings name relative to it, included configuration).
+SERVER_FILES = frozenset(
+    {"PG_VERSION", "postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf", "postmaster.opts", "postmaster.pid"}
+    | {"backup_label", "backup_label.old", "backup_manifest", "tablespace_map", "tablespace_map.old", "current_logfiles"}
+    | {"dualboot-recovery.log", "dualboot-clone.log", "standby.signal", "recovery.signal"}
+)
+
+
+def _carry_config(old_dir: str, new_dir: str, files: dict, lines: list[str], run_as: dict) -> None:
+    """The source's access rules, its other files (certificates, included configuration), its settings;
+    owned by the cluster's owner, as the server must read its key files."""
+    written = []
     for name, content in files.items():
         with open(os.path.join(new_dir, name), "w", encoding="utf-8") as f:
             f.write(content)
+        written.append(name)
+    for name in os.listdir(old_dir):
+        path = os.path.join(old_dir, name)
+        if name in SERVER_FILES or not os.path.isfile(path) or os.path.islink(path) or os.path.exists(os.path.join(new_dir, name)):
+            continue
+        shutil.copy2(path, os.path.join(new_dir, name))
+        written.append(name)
+    for name in written if run_as else []:
+        os.chown(os.path.join(new_dir, name), run_as["user"], run_as["group"])
     with open(os.path.join(new_dir, "postgresql.auto.conf"), "a", encoding="utf-8") as f:
         f.writelines(lines)
 
@@ -215,7 +236,7 @@ def upgrade(old_dir: str, new_dir: str, plan: dict, run_as: dict) -> dict:
             for line in _run([tools["postgres"], "--describe-config"], "postgres --describe-config", run_as).splitlines()
         }
         lines, dropped = _config_lines(facts, known, plan["port"], plan["settings"])
-        _carry_config(old_dir, new_dir, files, lines)
+        _carry_config(old_dir, new_dir, files, lines, run_as)
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)
     shutil.rmtree(old_dir, ignore_errors=True)

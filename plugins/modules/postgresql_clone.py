@@ -116,8 +116,9 @@ options:
       - Major version of the new cluster (C(physical) only). When newer than the source's, the base backup is upgraded
         with C(pg_upgrade) into a new cluster of this major before it starts - the fast path of a major-version upgrade.
         The source is never touched. Unset (or the source's major) keeps the source's major.
-      - The new cluster gets the source's C(pg_hba.conf), C(pg_ident.conf) and every setting of its configuration
-        files that this major still knows (the others are named in RV(warnings)); O(target_settings) win over them.
+      - The new cluster gets the source's C(pg_hba.conf), C(pg_ident.conf), the other files of its data directory
+        (certificates, included configuration) and every setting of its configuration files that this major still
+        knows (the others are named in RV(warnings)); O(target_settings) win over them.
     type: int
   upgrade_mode:
     description:
@@ -139,6 +140,7 @@ notes:
     a source that C(pg_upgrade) accepts (it refuses, for example, extensions missing from the new major); its
     findings are in the failure message. Planner statistics are gathered afterwards (C(vacuumdb --analyze-only))
     when O(analyze) is true.
+  - C(physical) refuses a source cluster with tablespaces (a copy on the same host would write into their directories).
   - C(physical) needs a source whose configuration files live in its data directory, a replication connection
     (C(REPLICATION) role, C(pg_hba.conf) entry), the privileges of C(pg_read_all_settings) (or superuser) and runs on
     the host of the new cluster. Managed services (RDS, Cloud SQL, Azure) allow no physical copy.

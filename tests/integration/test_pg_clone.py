@@ -241,3 +241,15 @@ def test_physical_copy_into_a_cluster_of_its_own(pg_cluster_factory, cluster_dir
         pg_clone.clone(db.conn, PgConnection(**{**db.conn.__dict__, "port": port}), method="physical", physical=physical)
     with pytest.raises(InvalidInput, match="needs a port of its own"):
         pg_clone.clone(db.conn, db.conn, method="physical", physical=physical)
+
+
+def test_a_copy_that_does_not_start_says_why_from_its_log(pg_cluster_factory, cluster_dir, run_module):
+    """The copy's log goes with the removed copy: the failure must carry what the server said."""
+    source = pg_cluster_factory(name="nostart")
+    os_user = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() else "dualboot"
+    args = {**source.login_params(), "method": "physical", "source": {"login_db": "postgres"}, "target": {"login_port": free_port()}}
+    r = run_module(
+        "postgresql_clone", {**args, "target_data_dir": cluster_dir, "os_user": os_user, "target_settings": {"max_connections": "many"}}
+    )
+    assert r.failed and "did not start" in r.msg and 'invalid value for parameter "max_connections"' in r.msg, r.msg
+    assert not os.path.exists(cluster_dir)

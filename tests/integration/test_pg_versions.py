@@ -10,7 +10,9 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import subprocess
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -367,6 +369,7 @@ def test_physical_copy_upgraded_from_13_to_17_with_pg_upgrade(pg_cluster_factory
     live = source.create_database("shop")
     live.execute(DATASET)
     live.execute(LARGE_OBJECT)
+    _serve_ssl_from_the_data_directory(source)
     before = fingerprint(live)
     port = free_port()
     os_user = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() else "dualboot"
@@ -395,6 +398,8 @@ def test_physical_copy_upgraded_from_13_to_17_with_pg_upgrade(pg_cluster_factory
     copy = _cluster_at(port, source)
     assert copy.scalar("SHOW server_version_num").startswith("17") and copy.scalar("SHOW work_mem") == "8MB"
     assert copy.scalar("SHOW shared_buffers") == "32MB" and copy.scalar("SHOW archive_mode") == "off"
+    with psycopg.connect(copy.uri, sslmode="require") as c:  # the certificate files of the source's data directory came along
+        assert c.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0] is True
     assert fingerprint(copy) == before == fingerprint(live)
     assert pg_diff.compare_schemas(live.conn, copy.conn)["changes"] == []
     assert pg_drift.drift(live.conn, marker=r["marker"], exact=True)["drift"] is False
@@ -409,6 +414,36 @@ def test_physical_copy_upgraded_from_13_to_17_with_pg_upgrade(pg_cluster_factory
     assert not replaced.failed and replaced["replaced"], replaced.msg
     assert copy.scalar("SELECT count(*) FROM users WHERE user_name = 'only on 17'") == 0
     assert fingerprint(copy) == before
+
+
+def _serve_ssl_from_the_data_directory(cluster) -> None:
+    """ssl = on with the default server.crt / server.key, files in the data directory (relative paths)."""
+    key, crt = cluster.data / "server.key", cluster.data / "server.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "2", "-keyout", key, "-out", crt],
+        check=True,
+        capture_output=True,
+    )
+    for f in (key, crt):
+        os.chmod(f, 0o600)
+        if os.geteuid() == 0:
+            os.chown(f, pwd.getpwnam("dualboot").pw_uid, pwd.getpwnam("dualboot").pw_gid)
+    cluster.db("postgres").execute("ALTER SYSTEM SET ssl = on")
+    cluster.db("postgres").execute("SELECT pg_reload_conf()")
+
+
+def test_a_physical_copy_of_a_cluster_with_tablespaces_is_refused_before_anything(pg_cluster_factory, cluster_dir, run_module):
+    """Its tablespaces live outside the data directory: a copy on the same host would write into the source's own directories."""
+    source = pg_cluster_factory(name="ts13", version=13)
+    location = Path(os.path.dirname(cluster_dir)) / "ts"  # the fixture's parent: the cluster owner can enter it
+    location.mkdir()
+    if os.geteuid() == 0:
+        os.chown(location, pwd.getpwnam("dualboot").pw_uid, pwd.getpwnam("dualboot").pw_gid)
+    source.db("postgres").execute(f"CREATE TABLESPACE elsewhere LOCATION '{location}'")
+    args = {**source.login_params(), "method": "physical", "source": {"login_db": "postgres"}, "target": {"login_port": free_port()}}
+    r = run_module("postgresql_clone", {**args, "target_data_dir": cluster_dir, "target_major": 17, "os_user": "dualboot"})
+    assert r.failed and "has tablespaces outside its data directory (elsewhere" in r.msg and "method stream" in r.msg, r.msg
+    assert not os.path.exists(cluster_dir) and os.listdir(location) != []
 
 
 def test_an_upgrade_to_an_older_major_is_refused_before_anything(pg_major, cluster_dir, run_module):
