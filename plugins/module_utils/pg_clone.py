@@ -822,7 +822,6 @@ def _physical_plan(source: PgConnection, target: PgConnection, src: dict, opts: 
         "new_major": new_major,
         "settings": dict(opts.get("target_settings") or {}),
         "pg_basebackup": find_tool("pg_basebackup", major, ctx["bin_dir"]),
-        "pg_ctl": find_tool("pg_ctl", major, ctx["bin_dir"], exact=True),
         "old_pg_ctl": find_tool("pg_ctl", major, ctx["bin_dir"], exact=True),
         "exists": _existing_cluster(data_dir, ctx["if_exists"]),
         "bin_dirs": [ctx["bin_dir"], opts.get("target_bin_dir")],
@@ -837,7 +836,8 @@ def _physical_plan(source: PgConnection, target: PgConnection, src: dict, opts: 
             "settings": plan["settings"],
             "major": new_major,
         }
-        plan["pg_ctl"] = plan["upgrade"]["tools"]["pg_ctl"]
+    # The binaries that run the new cluster: the new major's after an upgrade.
+    plan["pg_ctl"] = plan["upgrade"]["tools"]["pg_ctl"] if new_major else plan["old_pg_ctl"]
     parent = os.path.dirname(data_dir)
     if not os.path.isdir(parent):
         raise InvalidInput(f"the parent directory {parent} of target_data_dir does not exist.", hint="create it first.")
@@ -972,7 +972,8 @@ def _physical_copy(source: PgConnection, copy: PgConnection, plan: dict, ctx: di
         with connect(copy, autocommit=True) as c:
             if c.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
                 raise OperationFailed(
-                    f"the copy in {data_dir} is still in recovery on port {copy.port}.", hint="look at its log dualboot-clone.log."
+                    f"the copy in {data_dir} was still in recovery on port {copy.port}, so it was removed.",
+                    hint="a base backup ends its recovery when it starts: look for standby.signal or recovery settings in the source.",
                 )
         if plan["new_major"] and ctx["run_analyze"]:
             t = time.monotonic()
