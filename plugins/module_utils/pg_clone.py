@@ -54,6 +54,8 @@ from ansible_collections.dualboot.db.plugins.module_utils.pg_upgrade import (
     analyze_all,
     check_target_major,
     cluster_facts,
+    copy_settings,
+    settings_lines,
     upgrade,
     upgrade_tools,
 )
@@ -829,7 +831,7 @@ def _physical_plan(source: PgConnection, target: PgConnection, src: dict, opts: 
     if new_major:
         plan["upgrade"] = {
             "facts": cluster_facts(source),
-            "tools": upgrade_tools(major, new_major, ctx["bin_dir"], opts.get("target_bin_dir")),
+            "tools": upgrade_tools(plan["old_pg_ctl"], major, new_major, opts.get("target_bin_dir")),
             "mode": opts.get("upgrade_mode") or "link",
             "jobs": ctx["jobs"],
             "port": target.port,
@@ -913,17 +915,8 @@ def _basebackup(source: PgConnection, plan: dict) -> None:
 
 def _write_copy_settings(plan: dict, port: int) -> None:
     """The same major: the copy keeps the source's configuration files; these settings win over them."""
-    copy_settings = {
-        "port": str(port),
-        # The copy must never archive into the source's WAL archive nor consume its subscriptions.
-        "archive_mode": "off",
-        "max_logical_replication_workers": "0",
-    }
-    copy_settings.update({k: str(v) for k, v in plan["settings"].items()})
     with open(os.path.join(plan["data_dir"], "postgresql.auto.conf"), "a", encoding="utf-8") as f:
-        f.write("# dualboot.db postgresql_clone method=physical\n")
-        for k, v in copy_settings.items():
-            f.write(f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n")
+        f.writelines(settings_lines("dualboot.db postgresql_clone method=physical", copy_settings(port, plan["settings"])))
 
 
 def _start_copy(plan: dict) -> None:

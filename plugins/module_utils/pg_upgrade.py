@@ -46,6 +46,18 @@ NOT_CARRIED = frozenset(
     }
 )
 OLD_COPY_SUFFIX = ".dualboot-pg"
+# A copy must never archive into the source's WAL archive nor consume its subscriptions.
+COPY_SETTINGS = {"archive_mode": "off", "max_logical_replication_workers": "0"}
+
+
+def settings_lines(comment: str, settings: dict) -> list[str]:
+    """Lines for postgresql.auto.conf: the comment, then ``name = 'value'`` for each setting."""
+    return [f"# {comment}\n"] + [f"{k} = '{str(v).replace(chr(39), chr(39) * 2)}'\n" for k, v in settings.items()]
+
+
+def copy_settings(port: int, user_settings: dict) -> dict:
+    """What the copy sets itself, then the user's target_settings, which win."""
+    return {"port": str(port), **COPY_SETTINGS, **{k: str(v) for k, v in user_settings.items()}}
 
 
 def cluster_facts(source: PgConnection) -> dict:
@@ -80,13 +92,13 @@ def cluster_facts(source: PgConnection) -> dict:
     }
 
 
-def upgrade_tools(old_major: int, new_major: int, bin_dir: str | None, target_bin_dir: str | None) -> dict:
-    """The binaries of both majors, found before anything is written."""
-    tools = {"old_pg_ctl": find_tool("pg_ctl", old_major, bin_dir, exact=True)}
+def upgrade_tools(old_pg_ctl: str, old_major: int, new_major: int, target_bin_dir: str | None) -> dict:
+    """The binaries of both majors (the old one's beside ``old_pg_ctl``), found before anything is written."""
+    tools = {"old_pg_ctl": old_pg_ctl}
     for name in ("initdb", "pg_ctl", "pg_upgrade", "postgres"):
         tools[name] = find_tool(name, new_major, target_bin_dir, exact=True)
     tools["vacuumdb"] = find_tool("vacuumdb", new_major, target_bin_dir)
-    find_tool("postgres", old_major, os.path.dirname(tools["old_pg_ctl"]), exact=True)
+    find_tool("postgres", old_major, os.path.dirname(old_pg_ctl), exact=True)
     return tools
 
 
@@ -121,8 +133,8 @@ def _private_dir(run_as: dict) -> str:
 
 
 def _server_options(socket_dir: str, port: int) -> str:
-    settings = f"listen_addresses='' unix_socket_directories='{socket_dir}' port={port} archive_mode=off max_logical_replication_workers=0"
-    return " ".join(f"-c {s}" for s in settings.split(" "))
+    settings = {"listen_addresses": "''", "unix_socket_directories": f"'{socket_dir}'", "port": port, **COPY_SETTINGS}
+    return " ".join(f"-c {k}={v}" for k, v in settings.items())
 
 
 def _recover(old_dir: str, tools: dict, socket_dir: str, port: int, run_as: dict) -> None:
@@ -167,11 +179,9 @@ def _upgrade_failure(new_dir: str, error: OperationFailed) -> OperationFailed:
 def _config_lines(facts: dict, known: set, port: int, user_settings: dict) -> tuple[list[str], list[str]]:
     settings = {k: v for k, v in facts["settings"].items() if k in known}
     dropped = sorted(k for k in facts["settings"] if k not in known)
-    settings.update({"port": str(port), "archive_mode": "off", "max_logical_replication_workers": "0"})
-    settings.update({k: str(v) for k, v in user_settings.items()})
-    lines = ["# dualboot.db postgresql_clone method=physical, upgraded with pg_upgrade: the source's settings\n"]
-    lines += [f"{k} = '{v.replace(chr(39), chr(39) * 2)}'\n" for k, v in settings.items()]
-    return lines, dropped
+    settings.update(copy_settings(port, user_settings))
+    comment = "dualboot.db postgresql_clone method=physical, upgraded with pg_upgrade: the source's settings"
+    return settings_lines(comment, settings), dropped
 
 
 # Top-level files of a data directory that belong to the server or to this copy; any other file there is
