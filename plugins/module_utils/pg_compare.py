@@ -178,6 +178,7 @@ class _TableCompare:
         self.columns = [c for c in s["columns"] if c in t["columns"]]
         self.key = s["key"] if s["key"] and all(k in t["columns"] for k in s["key"]) else []
         self.key_types = [s["columns"][k] for k in self.key]
+        self.prefix = len(self.key)  # how many leading key columns the sampled ranges are cut on
         self.span_fits = False
         self.schema, self.name = s["schema"], s["name"]
         rel = sql.Identifier(s["schema"], s["name"])
@@ -273,21 +274,23 @@ class _TableCompare:
     def _key_type(self, i: int) -> str:
         return _TYPMOD.sub("", self.key_types[i])
 
-    def _sampled_key_columns(self) -> list:
-        """The key's columns as the sampled ranges order them: text columns under the "C" collation."""
+    def _sampled_key_columns(self, width: int | None = None) -> list:
+        """The key's first ``width`` columns (all by default) as the sampled ranges order them: text
+        columns under the "C" collation."""
         return [
             sql.SQL('{} COLLATE "C"' if self._key_type(i) in _COLLATABLE else "{}").format(sql.Identifier(k))
-            for i, k in enumerate(self.key)
+            for i, k in enumerate(self.key[:width])
         ]
 
     def _sampled_key(self) -> Any:
-        """The key as bucketed: one column or a ROW of them."""
-        parts = self._sampled_key_columns()
+        """The key's leading columns the ranges are cut on: one column or a ROW of them."""
+        parts = self._sampled_key_columns(self.prefix)
         return parts[0] if len(parts) == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(parts))
 
     def _sampled_bound(self) -> Any:
-        """A key value as a parameter, typed (and collated) like :meth:`_sampled_key`."""
-        parts = [sql.SQL("%s::" + t + (' COLLATE "C"' if self._key_type(i) in _COLLATABLE else "")) for i, t in enumerate(self.key_types)]
+        """A bound as parameters, typed (and collated) like :meth:`_sampled_key`."""
+        types = self.key_types[: self.prefix]
+        parts = [sql.SQL("%s::" + t + (' COLLATE "C"' if self._key_type(i) in _COLLATABLE else "")) for i, t in enumerate(types)]
         return parts[0] if len(parts) == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(parts))
 
     def sample_bounds(self) -> list[tuple]:
@@ -311,14 +314,15 @@ class _TableCompare:
                 pct=sql.Literal(percent),
             )
         )
-        bounds: list[tuple] = []
-        for i in range(1, ranges):
-            if not rows:
-                break
-            b = tuple(rows[i * len(rows) // ranges])
-            if not bounds or b != bounds[-1]:
-                bounds.append(b)
-        return bounds
+        # Cut on the fewest leading key columns that leave no range (in the sample) over twice the size
+        # wanted: width_bucket compares every row with ROW bounds far slower than with one column's
+        # (a (shop, no) key on 1.9 million rows: 6.7 s against 2.4 s a side; COPY 1.5 s).
+        for width in range(1, len(self.key)):
+            bounds, largest = _quantiles(rows, ranges, width)
+            if largest * ranges <= 2 * len(rows):
+                self.prefix = width
+                return bounds
+        return _quantiles(rows, ranges, len(self.key))[0]
 
     def sampled_buckets(self, side: _Side, bounds: list[tuple]) -> dict:
         arr = sql.SQL("ARRAY[{}]").format(sql.SQL(", ").join([self._sampled_bound()] * len(bounds)))
@@ -337,6 +341,7 @@ class _TableCompare:
             fa, fb = self.pool.submit(self.sampled_buckets, self.src, bounds), self.pool.submit(self.sampled_buckets, self.dst, bounds)
             a, b = fa.result(), fb.result()
         out["ranges"] = len(bounds) + 1
+        out["range_key"] = self.key[: self.prefix]
 
         def sampled(i: int) -> tuple:
             low, high = bounds[i - 1] if i > 0 else None, bounds[i] if i < len(bounds) else None
@@ -464,6 +469,23 @@ class _TableCompare:
             diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
             item["rows"] = [{"key": _key_dict(self.key, k), "source": a.get(k), "target": b.get(k)} for k in diff[:MAX_ROWS_SHOWN]]
         out["mismatched_ranges"].append(item)
+
+
+def _quantiles(rows: list, ranges: int, width: int) -> tuple[list[tuple], int]:
+    """Bounds of ``width`` leading columns that cut the sorted ``rows`` into about ``ranges`` even ranges
+    (repeats dropped), and how many rows the largest range holds."""
+    bounds: list[tuple] = []
+    starts = [0]  # where each range starts: the first row at or above its bound
+    for i in range(1, ranges if rows else 1):
+        at = i * len(rows) // ranges
+        b = tuple(rows[at][:width])
+        if bounds and b == bounds[-1]:
+            continue
+        while at > starts[-1] and tuple(rows[at - 1][:width]) == b:
+            at -= 1
+        bounds.append(b)
+        starts.append(at)
+    return bounds, max(end - start for start, end in zip(starts, [*starts[1:], len(rows)]))
 
 
 def _jsonable(v: Any) -> Any:

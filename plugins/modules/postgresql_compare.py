@@ -156,6 +156,8 @@ tables:
       rows and bytes per side, mismatched ranges.
     - A mismatched range is bounded by C(after) (excluded) and C(through) (included), or for sampled bounds by C(from)
       (included) and C(before) (excluded); a missing bound is open.
+    - With sampled bounds, C(range_key) names the leading key columns the ranges are cut on (and the bounds are given in);
+      a composite key is cut on the fewest that leave no sampled range over twice O(chunk_rows).
   returned: always
   type: list
   elements: dict

@@ -269,15 +269,20 @@ def test_a_recovery_killed_after_taking_the_lock_is_recovered_again(deployment):
     assert_consistent(d, writer)
 
 
-# The wide sweep: every task start of a cutover (and of a rollback after a cutover) is a kill point;
-# runs with fewer tasks than N end normally and the case is skipped.
-SWEEP = range(1, 111)
+# The wide sweep: every task start of a cutover (and of a rollback after a cutover) of this two-host
+# deployment is a kill point. The case one past the last task proves the sweep reaches the end: it
+# fails when the playbook has grown, until SWEEP_TASKS is raised to its new task count.
+SWEEP_TASKS = {"cutover": 123, "rollback": 102}
+SWEEP = [
+    pytest.param(playbook, recover_with, task, id=f"{task}-{playbook}-{recover_with}")
+    for playbook, last in SWEEP_TASKS.items()
+    for task in range(1, last + 2)
+    for recover_with in (("rollback", "cutover") if task <= last else ("rollback",))
+]
 
 
 @pytest.mark.matrix
-@pytest.mark.parametrize("recover_with", ["rollback", "cutover"])
-@pytest.mark.parametrize("playbook", ["cutover", "rollback"])
-@pytest.mark.parametrize("task", SWEEP)
+@pytest.mark.parametrize(("playbook", "recover_with", "task"), SWEEP)
 def test_every_kill_point(deployment, playbook, recover_with, task):
     d = deployment
     if playbook == "rollback":
@@ -288,8 +293,12 @@ def test_every_kill_point(deployment, playbook, recover_with, task):
         writer.start()
     try:
         rc, out, log = run_killed(f"dualboot.db.{playbook}", d["inventory"], d["vars"], {"DUALBOOT_KILL_AT_TASK": str(task)})
-        if not log or not log[-1].startswith("KILLED"):
-            pytest.skip(f"{playbook} has fewer than {task} tasks")
+        killed = bool(log) and log[-1].startswith("KILLED")
+        if task > SWEEP_TASKS[playbook]:
+            grown = f"{playbook} has more than {SWEEP_TASKS[playbook]} tasks now: raise SWEEP_TASKS\n"
+            assert not killed and rc == 0, grown + "\n".join(log[-5:])
+            return
+        assert killed, f"{playbook} ran {len(log)} tasks, fewer than {task}: lower SWEEP_TASKS\n" + out[-3000:]
         if playbook == "rollback":
             writer.start()
         rc, out = run_fresh(f"dualboot.db.{recover_with}", d["inventory"], d["vars"])
