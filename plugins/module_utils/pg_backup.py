@@ -405,6 +405,20 @@ def temp_name(target: str, kind: str = "tmp") -> str:
     return _bounded_name(target, f"__dualboot_{kind}_{secrets.token_hex(4)}")
 
 
+# The temporary databases of a build that never hold anything but a half-made copy: a run killed
+# while it had one left it behind (with `old` the replaced target, which is only reported).
+SCRATCH_KINDS = ("tmp", "probe", "check")
+
+
+def leftover_names(names: list[str], target: str, kinds: tuple = (*SCRATCH_KINDS, "old")) -> list[str]:
+    """Which of ``names`` are temporary databases (:func:`temp_name`) of builds of ``target``."""
+    out = set()
+    for kind in kinds:
+        prefix = _bounded_name(target, f"__dualboot_{kind}_{'0' * 8}")[:-8]
+        out.update(n for n in names if n.startswith(prefix) and re.fullmatch(r"[0-9a-f]{8}", n[len(prefix) :]))
+    return sorted(out)
+
+
 def check_protection(
     target: PgConnection,
     target_sysid: str,
@@ -548,6 +562,7 @@ class TargetBuild:
         self.exists = False
         self.sysid = ""
         self.server_version_num = 0
+        self.notes: list[str] = []  # leftovers of earlier runs: removed, or left and why
 
     def inspect(self) -> None:
         with connect(self.maint, autocommit=True) as c:
@@ -575,8 +590,30 @@ class TargetBuild:
                         hint="create it or leave tablespace unset.",
                     )
 
-    def prepare(self, props: dict | None) -> str:
+    def new_tmp(self) -> str:
+        """This build's temporary name, once the temporary databases that killed builds of the same
+        target left behind are dropped. One with open sessions belongs to a build still running: it
+        stays (DROP without FORCE), and so does a replaced target moved aside; both are named in notes."""
+        server = self.maint.label().rsplit("/", 1)[0]
+        with connect(self.maint, autocommit=True) as c:
+            cur = c.cursor()
+            cur.execute("SELECT datname FROM pg_database")
+            names = [r[0] for r in cur.fetchall()]
+            for name in leftover_names(names, self.target.dbname):
+                if name not in leftover_names([name], self.target.dbname, SCRATCH_KINDS):
+                    replaced = f"{name} on {server} is {self.target.dbname} as an interrupted earlier run replaced it"
+                    self.notes.append(replaced + ": drop it once it is not needed")
+                    continue
+                try:
+                    cur.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+                    self.notes.append(f"removed {name} from {server}: a half-made copy an interrupted earlier run left")
+                except psycopg.errors.ObjectInUse:
+                    self.notes.append(f"left {name} on {server}: it has open sessions (another run building {self.target.dbname}?)")
         self.tmp = temp_name(self.target.dbname)
+        return self.tmp
+
+    def prepare(self, props: dict | None) -> str:
+        self.new_tmp()
         with connect(self.maint, autocommit=True) as c:
             create_database(c.cursor(), self.tmp, props, self.tablespace)
         return self.tmp
@@ -585,8 +622,9 @@ class TargetBuild:
         return self.target.with_db(self.tmp)
 
     def finish(self, props: dict | None, no_owner: bool) -> list[str]:
+        """Settings and owner of the source on the new database; returns the warnings (leftovers of earlier runs first)."""
         with connect(self.maint, autocommit=True) as c:
-            return finish_database(c.cursor(), self.tmp, props, no_owner)
+            return self.notes + finish_database(c.cursor(), self.tmp, props, no_owner)
 
     def commit(self) -> dict:
         out = swap_into_place(self.maint, self.tmp, self.target.dbname, self.exists)

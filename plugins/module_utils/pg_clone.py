@@ -43,7 +43,6 @@ from ansible_collections.dualboot.db.plugins.module_utils.pg_backup import (
     other_sessions,
     restore_dump,
     run_tool,
-    temp_name,
     throughput,
     tool_env,
 )
@@ -295,7 +294,7 @@ def _template(ctx: dict) -> dict:
         timings["row_count_s"] = measure_rows(cur, marker, "snapshot")["seconds"]
         c.rollback()
     t = time.monotonic()
-    build.tmp = tmp = temp_name(build.target.dbname)
+    tmp = build.new_tmp()
     strategy = ""
     if build.server_version_num >= 150000:
         strategy = " STRATEGY FILE_COPY" if ctx["props"]["size_bytes"] > FILE_COPY_THRESHOLD else " STRATEGY WAL_LOG"

@@ -31,6 +31,8 @@ description:
     logical methods across servers (see the collection's benchmarks). RV(method_reason) says which and why.
   - Every method but C(physical) builds the target as C(<target>__dualboot_tmp_<random>) and renames it into place
     at the end, so a failed clone never leaves a half database under the target's name.
+  - The temporary databases of the same target that an interrupted earlier run left (C(__dualboot_tmp_), C(_probe_),
+    C(_check_)) are dropped first and named in RV(warnings); one with open sessions stays.
 author: dualboot.db contributors (@dualboot-db)
 extends_documentation_fragment:
   - dualboot.db.postgresql

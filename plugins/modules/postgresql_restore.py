@@ -16,7 +16,8 @@ description:
     --exit-on-error) (C(psql --single-transaction) for plain dumps), runs C(ANALYZE), re-applies the source's
     database-level settings and owner, and only then renames it to O(login_db). A failed restore drops the temporary
     database and leaves the target as it was; with O(if_exists=replace) the old target is dropped only after the new
-    one is in place.
+    one is in place. The temporary databases of the same target that an interrupted earlier run left are dropped first
+    and named in RV(warnings); one with open sessions stays.
   - Refuses to overwrite the database the backup was made from (same system identifier and database name, which also
     matches a physical copy of that server) and the default entry of O(boot_record), unless O(force=true).
 author: dualboot.db contributors (@dualboot-db)

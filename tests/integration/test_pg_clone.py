@@ -13,7 +13,7 @@ from harness.net import free_port
 from harness.pg import pg_bin
 from integration.data.pg.staging import databases, fingerprint, make_users, temp_leftovers, tiny_filesystem
 
-from ansible_collections.dualboot.db.plugins.module_utils import pg_clone, pg_drift
+from ansible_collections.dualboot.db.plugins.module_utils import pg_backup, pg_clone, pg_drift
 from ansible_collections.dualboot.db.plugins.module_utils.errors import ConnectionFailed, InvalidInput, OperationFailed, SafetyRefusal
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PgConnection
 
@@ -167,6 +167,30 @@ def test_replace_swaps_the_new_copy_in(pg, live, green):
     r = pg_clone.clone(live.conn, live.conn.with_db(green), if_exists="replace", method="pipe")
     assert r["replaced"] and pg.db(green).scalar("SELECT to_regclass('migrated_last_time')") is None
     assert fingerprint(pg.db(green)) == fingerprint(live) and temp_leftovers(pg) == []
+
+
+@pytest.mark.parametrize("method", ["template", "pipe"])
+def test_a_copy_removes_the_half_made_copies_killed_runs_left_and_keeps_the_rest(pg, live, green, method):
+    """A run killed while it built the target left <target>__dualboot_tmp_<hex> (a half-made copy, as
+    big as the database) on the target server: the next build of that target drops it and says so.
+    One with sessions may be another run's build, and a replaced target moved aside may still be
+    wanted: both stay, named in the warnings."""
+    half_made, busy, moved_aside = (pg_backup.temp_name(green), pg_backup.temp_name(green, "probe"), pg_backup.temp_name(green, "old"))
+    other = pg_backup.temp_name(f"{green}x")
+    for name in (half_made, busy, moved_aside, other):
+        pg.create_database(name)
+    try:
+        with psycopg.connect(pg.db(busy).uri):
+            r = pg_clone.clone(live.conn, live.conn.with_db(green), method=method)
+        assert fingerprint(pg.db(green)) == fingerprint(live)
+        assert sorted(set(pg.databases()) & {half_made, busy, moved_aside, other}) == sorted([busy, moved_aside, other])
+        notes = " ".join(r["warnings"])
+        assert f"removed {half_made}" in notes and "interrupted earlier run" in notes, r["warnings"]
+        assert f"left {busy}" in notes and "open sessions" in notes and f"{moved_aside} on" in notes, r["warnings"]
+        assert other not in notes
+    finally:
+        for name in (half_made, busy, moved_aside, other):
+            pg.drop_database(name)
 
 
 def test_target_equal_to_source_is_refused(pg, live, run_module):

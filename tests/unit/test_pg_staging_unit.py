@@ -77,6 +77,23 @@ def test_temp_names_fit_the_identifier_limit_on_character_boundaries():
     name.encode().decode("utf-8")
 
 
+def test_leftovers_are_the_temporary_names_of_this_target_only():
+    long = "ä" * 60
+    names = [
+        pg_backup.temp_name("shop"),
+        pg_backup.temp_name("shop", "probe"),
+        pg_backup.temp_name("shop", "old"),
+        pg_backup.temp_name("shop2"),  # another target
+        "shop__dualboot_tmp_nothex00",
+        "shop__dualboot_tmp_0123abcd_x",
+        "shop",
+        pg_backup.temp_name(long, "check"),
+    ]
+    assert pg_backup.leftover_names(names, "shop") == sorted(names[:3])
+    assert pg_backup.leftover_names(names, "shop", pg_backup.SCRATCH_KINDS) == sorted(names[:2])
+    assert pg_backup.leftover_names(names, long) == [names[-1]]
+
+
 def test_list_settings_are_split_like_pg_dump():
     assert pg_backup.split_guc_list('"$user", public, "we,ird", "a""b"') == ["$user", "public", "we,ird", 'a"b']
     assert pg_backup.split_guc_list("") == []
