@@ -594,21 +594,19 @@ class TargetBuild:
         """This build's temporary name, once the temporary databases that killed builds of the same
         target left behind are dropped. One with open sessions belongs to a build still running: it
         stays (DROP without FORCE), and so does a replaced target moved aside; both are named in notes."""
-        server = self.maint.label().rsplit("/", 1)[0]
+        server, target = f"{self.maint.address or 'localhost'}:{self.maint.port}", self.target.dbname
         with connect(self.maint, autocommit=True) as c:
             cur = c.cursor()
             cur.execute("SELECT datname FROM pg_database")
             names = [r[0] for r in cur.fetchall()]
-            for name in leftover_names(names, self.target.dbname):
-                if name not in leftover_names([name], self.target.dbname, SCRATCH_KINDS):
-                    replaced = f"{name} on {server} is {self.target.dbname} as an interrupted earlier run replaced it"
-                    self.notes.append(replaced + ": drop it once it is not needed")
-                    continue
+            for name in leftover_names(names, target, ("old",)):
+                self.notes.append(f"{name} on {server} is {target} as an interrupted run replaced it: drop it once it is not needed")
+            for name in leftover_names(names, target, SCRATCH_KINDS):
                 try:
                     cur.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
                     self.notes.append(f"removed {name} from {server}: a half-made copy an interrupted earlier run left")
                 except psycopg.errors.ObjectInUse:
-                    self.notes.append(f"left {name} on {server}: it has open sessions (another run building {self.target.dbname}?)")
+                    self.notes.append(f"left {name} on {server}: it has open sessions (another run building {target}?)")
         self.tmp = temp_name(self.target.dbname)
         return self.tmp
 
