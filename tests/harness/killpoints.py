@@ -35,8 +35,22 @@ def run_killed(playbook: str, inventory: Path, variables: dict, kill: dict, time
     ``{"DUALBOOT_KILL_AFTER": ...}``, ``{"DUALBOOT_KILL_AT_TASK": "N"}`` or ``{"DUALBOOT_KILL_BEFORE": ..., "DUALBOOT_KILL_DELAY": "1.5"}``.
 
     Returns (returncode, output, the task log: one line per task start, then KILLED and where).
-    An empty ``kill`` runs the playbook to its end and lists its tasks.
+    An empty ``kill`` runs the playbook to its end and lists its tasks (``list_tasks`` says which changed something).
     """
+    rc, out, lines = _run_logged(playbook, inventory, variables, kill, timeout)
+    return rc, out, [line for line in lines if not line.startswith("CHANGED\t")]
+
+
+def list_tasks(playbook: str, inventory: Path, variables: dict, timeout: float = 900) -> tuple[int, str, list[str], set[int]]:
+    """Run ``playbook`` to its end: (returncode, output, its task starts, the numbers of the tasks that changed
+    something or failed on any host). A kill right after a task that changed nothing finds what a kill right
+    before it finds: the state outside the control node is the same."""
+    rc, out, lines = _run_logged(playbook, inventory, variables, {}, timeout)
+    changed = {int(line.split("\t")[1]) for line in lines if line.startswith("CHANGED\t")}
+    return rc, out, [line for line in lines if not line.startswith("CHANGED\t")], changed
+
+
+def _run_logged(playbook: str, inventory: Path, variables: dict, kill: dict, timeout: float) -> tuple[int, str, list[str]]:
     work = Path(tempfile.mkdtemp(prefix="dualboot-kill-"))
     os.chmod(work, 0o700)
     vf = work / "vars.json"

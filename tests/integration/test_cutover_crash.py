@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from harness.ansible import ansible_env, run_playbook
 from harness.deployment import snapshot, stage_and_verify, two_hosts
-from harness.killpoints import Writer, config_url, lost_writes, run_fresh, run_killed
+from harness.killpoints import Writer, config_url, list_tasks, lost_writes, run_fresh, run_killed
 from harness.paths import ROOT
 
 from ansible_collections.dualboot.db.plugins.module_utils import pg_sync
@@ -269,21 +269,70 @@ def test_a_recovery_killed_after_taking_the_lock_is_recovered_again(deployment):
     assert_consistent(d, writer)
 
 
-# The wide sweep: every task start of a cutover (and of a rollback after a cutover) of this two-host
-# deployment is a kill point. The case one past the last task proves the sweep reaches the end: it
-# fails when the playbook has grown, until SWEEP_TASKS is raised to its new task count.
+# The wide sweeps: every task start of a cutover (and of a rollback after a cutover) of the two-host
+# deployment is a kill point, recovered by rollback and by cutover; for the copy method and the sync method.
+# A kill right after a task that changed nothing on any host finds what a kill right before that task finds
+# (the same databases, records, files and streams: nothing outside the control node moved in between), so
+# such a case is skipped, naming the kill point it equals; which tasks change something comes from one
+# reference run of each playbook per test worker, with a writer running like the cases (the callback logs
+# every task that changed something or failed; tests/harness/killpoints.list_tasks).
+# DUALBOOT_SWEEP_ALL=1 runs every case anyway. The case one past the last task proves the sweep reaches
+# the end: it fails when the playbook has grown, until the task count is raised.
 SWEEP_TASKS = {"cutover": 123, "rollback": 102}
-SWEEP = [
-    pytest.param(playbook, recover_with, task, id=f"{task}-{playbook}-{recover_with}")
-    for playbook, last in SWEEP_TASKS.items()
-    for task in range(1, last + 2)
-    for recover_with in (("rollback", "cutover") if task <= last else ("rollback",))
-]
+SYNC_SWEEP_TASKS = {"cutover": 91, "rollback": 88}
+
+
+def sweep(tasks: dict, prefix: str = "") -> list:
+    return [
+        pytest.param(playbook, recover_with, task, id=f"{prefix}{task}-{playbook}-{recover_with}")
+        for playbook, last in tasks.items()
+        for task in range(1, last + 2)
+        for recover_with in (("rollback", "cutover") if task <= last else ("rollback",))
+    ]
+
+
+def reference(d: dict, playbook: str, writes: bool) -> tuple[list[str], set[int]]:
+    """``playbook`` run to its end on deployment ``d`` (with a writer running if ``writes``): its task starts
+    and the numbers of the tasks that changed something."""
+    writer = Writer(list(d["hosts"].values()))
+    if writes:
+        writer.start()
+    try:
+        rc, out, tasks, changed = list_tasks(f"dualboot.db.{playbook}", d["inventory"], d["vars"])
+    finally:
+        if writer.is_alive():
+            writer.stop()
+    assert rc == 0, out[-3000:]
+    return tasks, changed
+
+
+def same_state_as(task: int, changed: set[int]) -> int:
+    """The kill point whose state a kill at the start of ``task`` finds: back past every task that changed nothing."""
+    while task > 1 and task - 1 not in changed:
+        task -= 1
+    return task
+
+
+def skip_if_equal(ref: dict, playbook: str, task: int, last: int) -> None:
+    tasks, changed = ref[playbook]
+    assert len(tasks) == last, f"a {playbook} has {len(tasks)} tasks now, not {last}: change the task count of the sweep"
+    if task <= last and same_state_as(task, changed) != task and not os.environ.get("DUALBOOT_SWEEP_ALL"):
+        pytest.skip(f"the state of the kill at task {same_state_as(task, changed)}: task {task - 1} changed nothing")
+
+
+@pytest.fixture(scope="session")
+def copy_reference(staged_once):
+    """As the cases run them: a cutover with a writer; a rollback after a cutover nobody wrote through."""
+    cutover = reference(staged_once(), "cutover", writes=True)
+    d = staged_once()
+    play(d, "cutover")
+    return {"cutover": cutover, "rollback": reference(d, "rollback", writes=False)}
 
 
 @pytest.mark.matrix
-@pytest.mark.parametrize(("playbook", "recover_with", "task"), SWEEP)
-def test_every_kill_point(deployment, playbook, recover_with, task):
+@pytest.mark.parametrize(("playbook", "recover_with", "task"), sweep(SWEEP_TASKS))
+def test_every_kill_point(copy_reference, deployment, playbook, recover_with, task):
+    skip_if_equal(copy_reference, playbook, task, SWEEP_TASKS[playbook])
     d = deployment
     if playbook == "rollback":
         play(d, "cutover")
@@ -454,3 +503,41 @@ def test_a_recovered_sync_cutover_that_cannot_start_the_stream_back_says_the_rol
     finally:
         for name in fillers:
             green_server.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+
+
+@pytest.fixture(scope="session")
+def sync_reference(tmp_path_factory, pg, pg2):
+    if pg.host == pg2.host and pg.port == pg2.port:
+        pytest.skip("needs two PostgreSQL servers; DUALBOOT_TEST_PG_URI gives one")
+    with two_hosts(tmp_path_factory.mktemp("syncref"), pg, pg2, "r3") as d:
+        stage_and_verify(d)
+        return {playbook: reference(d, playbook, writes=True) for playbook in ("cutover", "rollback")}
+
+
+# A sync deployment cannot be kept as a template (its stream is a subscription): each case stages afresh.
+@pytest.mark.matrix
+@pytest.mark.parametrize(("playbook", "recover_with", "task"), sweep(SYNC_SWEEP_TASKS, "sync-"))
+def test_every_kill_point_of_a_sync_switch(sync_reference, tmp_path, pg, pg2, playbook, recover_with, task):
+    skip_if_equal(sync_reference, playbook, task, SYNC_SWEEP_TASKS[playbook])
+    with two_hosts(tmp_path, pg, pg2, "r3") as d:
+        d["pg"], d["pg2"] = pg, pg2
+        stage_and_verify(d)
+        if playbook == "rollback":
+            play(d, "cutover")
+        # The stream back carries the writes: a sync rollback does not refuse them.
+        writer = Writer(list(d["hosts"].values()))
+        writer.start()
+        try:
+            rc, out, log = run_killed(f"dualboot.db.{playbook}", d["inventory"], d["vars"], {"DUALBOOT_KILL_AT_TASK": str(task)})
+            killed = bool(log) and log[-1].startswith("KILLED")
+            if task > SYNC_SWEEP_TASKS[playbook]:
+                assert not killed and rc == 0, f"a sync {playbook} has more tasks now: raise SYNC_SWEEP_TASKS\n" + "\n".join(log[-5:])
+                return
+            assert killed, f"a sync {playbook} ran {len(log)} tasks, fewer than {task}: lower SYNC_SWEEP_TASKS\n" + out[-3000:]
+            rc, out = run_fresh(f"dualboot.db.{recover_with}", d["inventory"], d["vars"])
+            time.sleep(1)
+        finally:
+            writer.stop()
+        check_recovery(d, rc, out, recover_with)
+        assert_consistent(d, writer)
+        assert_streams(d, out)

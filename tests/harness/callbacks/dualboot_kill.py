@@ -10,7 +10,9 @@ production loses a control node. Enabled by the kill-point tests (tests/harness/
   task whose name contains <name part>: loop items count one by one (#1 of a loop over two hosts
   is "after the first host", but the worker may have finished the next item by the time the kill
   lands: use it where that does not matter), then the task's own result;
-- DUALBOOT_KILL_LOG=<file> appends every task start as "<n>\t<task name>" (to list the kill points).
+- DUALBOOT_KILL_LOG=<file> appends every task start as "<n>\t<task name>" (to list the kill points),
+  and "CHANGED\t<n>" once for a task that changed something or failed on any host (a kill right after a
+  task that changed nothing finds what a kill right before it finds).
 
 The playbook must run in its own process group (start_new_session): the whole group is killed, and
 first every descendant of ansible-playbook wherever it went (Ansible's local connection starts
@@ -50,6 +52,7 @@ class CallbackModule(CallbackBase):
         self.after_nth = int(nth or 1)
         self.after_seen = 0
         self.log = os.environ.get("DUALBOOT_KILL_LOG")
+        self.changed_noted = 0
 
     def _kill(self, why: str) -> None:
         if self.log:
@@ -78,7 +81,14 @@ class CallbackModule(CallbackBase):
             else:
                 self._kill(f"at the start of task {self.started}: {task.get_name()}")
 
-    def _finished(self, result) -> None:
+    def _note_change(self, result, failed: bool = False) -> None:
+        if self.log and self.changed_noted != self.started and (failed or result._result.get("changed")):
+            self.changed_noted = self.started
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.write(f"CHANGED\t{self.started}\n")
+
+    def _finished(self, result, failed: bool = False) -> None:
+        self._note_change(result, failed)
         if not self.after or self.after not in result._task.get_name():
             return
         self.after_seen += 1
@@ -89,10 +99,16 @@ class CallbackModule(CallbackBase):
         self._finished(result)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
-        self._finished(result)
+        self._finished(result, failed=True)
 
     def v2_runner_item_on_ok(self, result):
         self._finished(result)
+
+    def v2_runner_item_on_failed(self, result):
+        self._note_change(result, failed=True)
+
+    def v2_runner_on_unreachable(self, result):
+        self._note_change(result, failed=True)
 
 
 def _descendants(pid: int) -> list[int]:
