@@ -4,48 +4,21 @@
 
 from __future__ import annotations
 
-OUTPUT_CHARS = 600
-
-
-def _label(item) -> str:
-    """What a health check or reload item is called: its name, else its url, command or path."""
-    if isinstance(item, dict):
-        for key in ("name", "url", "command", "path"):
-            if item.get(key):
-                return str(item[key])
-    return str(item)
-
-
-def failure_text(result, what=None) -> str:
-    """``<what> failed (rc 3, status 503, output: ...)`` for a failed task result or loop item."""
-    result = result or {}
-    what = what if what is not None else _label(result.get("item", "?"))
-    codes = "".join(f"{key} {result[key]}, " for key in ("rc", "status") if result.get(key) is not None)
-    output = " ".join(str(result.get(key) or "") for key in ("stdout", "stderr", "content", "msg"))
-    return f"{what} failed ({codes}output: {' '.join(output.split())[:OUTPUT_CHARS] or 'none'})"
-
-
-# The results a host registers while it is switched (roles/cutover/tasks/batch_parallel.yml, switch_host.yml):
-# the steps that move it, then its health checks.
-SWITCH_STEPS = ("switch", "reload_command", "reload_service")
-HEALTH_CHECKS = ("health", "command_check")
+from ansible_collections.dualboot.db.plugins.module_utils.app_switch import failure_text
 
 
 def switch_failures(host_vars, host: str, checks: bool = True) -> list:
-    """One line per failed step of the switch of ``host``, from the results it registered (its hostvars);
-    without ``checks``, the health checks are left out (the host was switched, healthy or not)."""
-    out = []
-    for name in SWITCH_STEPS + (HEALTH_CHECKS if checks else ()):
-        r = (host_vars or {}).get(f"__dualboot_{name}") or {}
-        if not isinstance(r, dict):
-            continue
-        if r.get("unreachable"):
-            out.append(f"{host} unreachable: {str(r.get('msg', '?'))[:300]}")
-        elif r.get("results") is not None:
-            out += [f"{host}: {failure_text(i)}" for i in r["results"] if isinstance(i, dict) and i.get("failed")]
-        elif r.get("failed"):
-            out.append(f"{host}: {failure_text(r, name.replace('_', ' '))}")
-    return out
+    """One line per failed step of the switch of ``host``, from the result of its app_switch task (its hostvars,
+    roles/cutover/tasks/app_switch.yml); without ``checks``, the health checks are left out (the host was
+    switched, healthy or not)."""
+    r = (host_vars or {}).get("__dualboot_app_switch") or {}
+    if not isinstance(r, dict) or r.get("skipped"):
+        return []
+    if r.get("unreachable"):
+        return [f"{host} unreachable: {str(r.get('msg', '?'))[:300]}"]
+    if r.get("failed") and not r.get("failures"):  # the module did not run (bad arguments, no Python)
+        return [f"{host}: {failure_text(r, 'the switch')}"]
+    return [f"{host}: {failure_text(f['result'])}" for f in r.get("failures") or [] if checks or f.get("step") != "health"]
 
 
 class FilterModule:

@@ -747,6 +747,21 @@ def journal(
     return record, {"journal": current, "msg": f"journal of {current['action']} run {current['run_id']}: phase {phase}"}
 
 
+def journal_step(record: dict | None, params: dict, plan: dict | None, operator: str | None) -> tuple[dict, dict]:
+    """``state=journal``: the phase, and with ``entry`` and ``cutover`` (and after a restage the fresh copy's
+    ``stage`` and ``verify``) that evidence in the same write, so a record holds the cutover marker
+    whenever it holds the phase that lets applications write to the new entry."""
+    if not params.get("cutover"):
+        return journal(record, params["run_id"], params["phase"], plan=plan, operator=operator)
+    if not params.get("entry"):
+        raise InvalidInput("a journal step with cutover evidence needs entry.", hint="set entry (the staged entry).")
+    record, evidence = record_evidence(
+        record, params["entry"], params.get("stage"), params.get("verify"), params["run_id"], cutover=params["cutover"]
+    )
+    record, facts = journal(record, params["run_id"], params["phase"], plan=plan, operator=operator)
+    return record, {**facts, "msg": f"{evidence['msg']}; {facts['msg']}"}
+
+
 def _new_journal(record: dict, current: dict, plan: dict, now: datetime.datetime) -> dict:
     missing = [k for k in ("action", "run_id", "from", "to", "hosts") if not plan.get(k)]
     if missing or plan.get("action") not in ("cutover", "rollback"):
@@ -872,7 +887,7 @@ def execute(params: dict, check_mode: bool) -> dict:
             plan=_plan(params, user),
             operator=operator,
         ),
-        "journal": lambda r: journal(r, params["run_id"], params["phase"], plan=_plan(params, user), operator=operator),
+        "journal": lambda r: journal_step(r, params, _plan(params, user), operator),
         "unlocked": lambda r: unlock(r, params.get("run_id"), bool(params.get("force")), params.get("by") or user, operator=operator),
     }
     if state not in changes:

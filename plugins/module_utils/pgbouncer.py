@@ -32,6 +32,7 @@ from ansible_collections.dualboot.db.plugins.module_utils.switch_formats import 
     atomic_write,
     backup_copy,
     changed_lines,
+    pgbouncer_admin_spec,
     read_target,
 )
 
@@ -43,14 +44,7 @@ _PAIR = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?P<value>'(?:[^']|''
 
 def admin_spec() -> dict:
     """Suboptions of ``pgbouncer_admin``: where the admin console listens and who may use it."""
-    return {
-        "login_host": {"type": "str", "default": ""},
-        "login_port": {"type": "int", "default": 6432},
-        "login_user": {"type": "str", "default": "pgbouncer"},
-        "login_password": {"type": "str", "no_log": True, "default": ""},
-        "login_unix_socket": {"type": "str", "default": ""},
-        "connect_timeout": {"type": "int", "default": 5},
-    }
+    return pgbouncer_admin_spec()
 
 
 def _admin_conn(admin: dict) -> postgresql.PgConnection:

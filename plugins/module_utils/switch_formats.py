@@ -38,6 +38,20 @@ except ImportError:  # pragma: no cover - exercised only where PyYAML is missing
     YAML_IMPORT_ERROR = traceback.format_exc()
 
 MASK = "********"
+
+
+def pgbouncer_admin_spec() -> dict:
+    """Suboptions of ``pgbouncer_admin`` (here, not in pgbouncer.py, so that a switch's argument spec does not load psycopg)."""
+    return {
+        "login_host": {"type": "str", "default": ""},
+        "login_port": {"type": "int", "default": 6432},
+        "login_user": {"type": "str", "default": "pgbouncer"},
+        "login_password": {"type": "str", "no_log": True, "default": ""},
+        "login_unix_socket": {"type": "str", "default": ""},
+        "connect_timeout": {"type": "int", "default": 5},
+    }
+
+
 FILE_FORMATS = ("dotenv", "ini", "json", "yaml")
 SECRET_ENTRY_KEYS = frozenset({"login_password", "password", "passwd", "pgpassword"})
 

@@ -98,6 +98,8 @@ options:
     description:
       - Cutover evidence (V(evidence)) of the entry applications are switching to, e.g. the drift marker taken
         just before the switch, which rollback compares with. Needs passing verify evidence. C(at) is added when missing.
+      - With V(journal) and O(entry), recorded in the same write as the phase (with O(stage) and O(verify) when given),
+        so the record holds the marker whenever it holds the phase.
     type: dict
   to:
     description: The entry to make the default (V(switched)).

@@ -243,30 +243,16 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.dualboot.db.plugins.module_utils import pgbouncer, runner, switch_formats  # noqa: E402
+from ansible_collections.dualboot.db.plugins.module_utils import app_switch, pgbouncer, runner, switch_formats  # noqa: E402
 from ansible_collections.dualboot.db.plugins.module_utils.postgresql import PSYCOPG_IMPORT_ERROR  # noqa: E402
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "format": {
-                "type": "str",
-                "required": True,
-                "choices": ["dotenv", "ini", "json", "yaml", "symlink", "pgbouncer"],
-                "aliases": ["target_type"],
-            },
-            "path": {"type": "path", "required": True},
-            "key": {"type": "raw", "no_log": False},
-            "section": {"type": "str"},
-            "value": {"type": "str"},
+            **app_switch.target_spec(),
             "entry": {"type": "dict"},
-            "template": {"type": "str"},
             "password": {"type": "str", "no_log": True},
-            "backup": {"type": "bool", "default": False},
-            "pgbouncer_admin": {"type": "dict", "options": pgbouncer.admin_spec()},
-            "pause": {"type": "bool", "default": False},
-            "pause_timeout": {"type": "int", "default": 30},
         },
         mutually_exclusive=[("value", "entry")],
         required_one_of=[("value", "entry")],

@@ -120,3 +120,27 @@ def test_entry_with_a_secret_is_refused_without_echoing_it(tmp_path, run_module)
     result = run_module("connection_switch", dotenv_args(env, {**GREEN, "login_password": PASSWORD}))
     assert result.failed and "entry holds a secret (login_password)" in result.msg
     assert env.read_text() == DOTENV
+
+
+def test_app_switch_runs_a_hosts_switch_reload_and_checks_in_one_task(tmp_path, run_module):
+    """The cutover's one call per host, through ansible-playbook: the targets' suboptions are validated, the
+    password reaches the file only (not the result, not -v output), check mode writes and runs nothing."""
+    env, marker = tmp_path / ".env", tmp_path / "reloaded"
+    env.write_text(DOTENV)
+    target = {"format": "dotenv", "path": str(env), "key": "DATABASE_URL", "template": TEMPLATE}
+    args = {
+        "targets": [target],
+        "entry": GREEN,
+        "entry_name": "green",
+        "password": PASSWORD,
+        "reload": {"command": ["touch", str(marker)]},
+        "checks": [{"name": "entry seen", "command": ["sh", "-c", 'test "$DUALBOOT_ENTRY" = green']}],
+    }
+    r = run_module("app_switch", args, check=True)
+    assert not r.failed and r.changed and env.read_text() == DOTENV and not marker.exists(), r.msg
+    r = run_module("app_switch", args)
+    assert not r.failed and r.changed and "shop_green" in env.read_text() and marker.exists(), r.msg
+    assert r.result["checks"][0]["rc"] == 0 and r.result["seconds"]["total"] >= 0
+    assert_no_secret(r)
+    r = run_module("app_switch", {**args, "targets": [{**target, "formt": "dotenv"}]})
+    assert r.failed and "formt" in r.msg, r.msg

@@ -104,13 +104,13 @@ def check_recovery(d: dict, rc: int, out: str, recover_with: str) -> None:
     assert rc == 0 or (refused and ("took writes" in out or "no cutover has happened" in out)), out[-5000:]
 
 
-HALF_SWITCHED = "Point the configuration at the entry, on app1"
+HALF_SWITCHED = "Point the configuration at the entry, reload and health-check, on app1"
 
 # One kill point per phase of a cutover: (kill after this task, recovered by).
 CUTOVER_SLICE = [
     ("Lock the other boot records", "rollback"),  # before the freeze
     ("Set the freeze state of blue", "cutover"),  # frozen, nothing switched
-    ("Point the configuration at the entry, on app1", "rollback"),  # hosts half switched
+    (HALF_SWITCHED, "rollback"),  # hosts half switched
 ]
 
 
@@ -133,13 +133,13 @@ def test_a_killed_cutover_is_recovered_without_losing_a_write(deployment, kill_a
 
 # The parallel section (roles/cutover/tasks/record_each.yml, batch_parallel.yml), both hosts in one
 # batch switching at the same time: (kill after this task's first result, recovered by). Every host
-# writes its own record at the same time, and every record reaches phase switching before any
-# configuration moves: a kill right after the first record reached it is finished, not undone.
-OWN_JOURNAL = "Write this host's own boot record, phase switching"
+# writes its own record, and each host's record reaches phase switching in the call that then switches
+# it (app_switch.yml): a kill right after the first host's call is finished, not undone.
+OWN_JOURNAL = "Point the configuration at the entry, reload and health-check, on each host of the batch"
 PARALLEL_POINTS = [
     pytest.param(OWN_JOURNAL, "cutover", id="own-journal"),
     pytest.param(OWN_JOURNAL, "rollback", id="own-journal-rollback", marks=pytest.mark.matrix),
-    pytest.param("Point the configuration at the entry", "cutover", id="first-of-batch", marks=pytest.mark.matrix),
+    pytest.param("Write this host's own boot record, phase frozen", "cutover", id="frozen-journal", marks=pytest.mark.matrix),
     pytest.param("Did every host of the batch switch?", "rollback", id="batch-switched", marks=pytest.mark.matrix),
     pytest.param("Did every host of the batch switch?", "cutover", id="batch-switched-cutover", marks=pytest.mark.matrix),
 ]
@@ -182,7 +182,7 @@ def test_a_parallel_cutover_that_restages_records_the_fresh_marker_in_every_reco
     rc, out = run_fresh(str(fleet), d["inventory"], {**d["vars"], "dualboot_cutover_batch_size": 2})
     assert rc == 0 and "restage copy" in out, out[-4000:]
     # A task name is rendered once for the batch: it named app1 above app2's own lines (and retries).
-    assert "Point the configuration at the entry, on each host of the batch" in out and ", on app1" not in out, out[-4000:]
+    assert OWN_JOURNAL in out and ", on app1" not in out, out[-4000:]
     run_id = records(d)["app1"]["journal"]["run_id"]
     for host, r in records(d).items():
         green = r["evidence"]["green"]
@@ -278,8 +278,8 @@ def test_a_recovery_killed_after_taking_the_lock_is_recovered_again(deployment):
 # every task that changed something or failed; tests/harness/killpoints.list_tasks).
 # DUALBOOT_SWEEP_ALL=1 runs every case anyway. The case one past the last task proves the sweep reaches
 # the end: it fails when the playbook has grown, until the task count is raised.
-SWEEP_TASKS = {"cutover": 123, "rollback": 102}
-SYNC_SWEEP_TASKS = {"cutover": 91, "rollback": 88}
+SWEEP_TASKS = {"cutover": 105, "rollback": 86}
+SYNC_SWEEP_TASKS = {"cutover": 78, "rollback": 75}
 
 
 def sweep(tasks: dict, prefix: str = "") -> list:
@@ -388,6 +388,24 @@ def test_a_stage_refuses_while_an_interrupted_cutover_has_hosts_on_the_new_entry
     rc, out = run_fresh("dualboot.db.stage", d["inventory"], {**d["vars"], "dualboot_restage": True})
     assert d["green"].scalar("SELECT count(*) FROM users WHERE full_name = 'written to green after the crash'") == 1, out[-3000:]
     assert rc != 0 and "Stage refused" in out and "interrupted cutover" in out, out[-3000:]
+
+
+def test_a_restaging_cutover_killed_between_hosts_is_finished_with_its_marker_in_every_record(deployment):
+    """Each host writes the fresh copy's marker with its phase switching, host by host: killed after the first
+    host, the second record lacks it. Finishing the run copies it there, so a rollback measures from this
+    cutover's marker whichever record it reads."""
+    d = deployment
+    d["blue"].execute("INSERT INTO users (user_name, creation_date) VALUES ('drift before the cutover', '1999-01-01')")
+    rc, out, log = run_killed("dualboot.db.cutover", d["inventory"], d["vars"], {"DUALBOOT_KILL_AFTER": HALF_SWITCHED})
+    assert log[-1].startswith("KILLED") and "restage" in out, "\n".join(log[-30:])
+    run_id = records(d)["app1"]["journal"]["run_id"]
+    assert records(d)["app2"]["evidence"]["green"].get("cutover", {}).get("run_id") != run_id, "app2 was not reached before the kill"
+    rc, out = run_fresh("dualboot.db.cutover", d["inventory"], d["vars"])
+    assert rc == 0 and "RECOVERY" in out, out[-4000:]
+    assert assert_consistent(d, None) == "green"
+    for host, r in records(d).items():
+        green = r["evidence"]["green"]
+        assert green["cutover"]["run_id"] == run_id and green["stage"]["restaged_in_cutover"], (host, green)
 
 
 def test_rollback_after_a_finished_crashed_cutover_measures_from_the_original_marker(deployment):

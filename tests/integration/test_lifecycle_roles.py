@@ -225,7 +225,7 @@ def test_an_undo_that_cannot_switch_a_host_back_says_so_keeps_the_lock_and_the_n
     d["inventory"].write_text(yaml.safe_dump(inventory))
     rc, out = play(d, "cutover")
     assert rc != 0 and "UNDO IS INCOMPLETE" in out, out[-5000:]
-    assert re.search(r"app1: Run the reload command on app1 failed|app1: reload command failed", out), out[-5000:]
+    assert "app1: reload command failed (rc 1" in out, out[-5000:]
     assert "app1 may still boot into green" in out and "switched back: app1" not in out, out[-5000:]
     for host in d["hosts"]:
         r = record(d, host)

@@ -329,6 +329,24 @@ def test_lock_with_a_plan_starts_the_journal_and_done_switches_and_releases(reco
     assert done["journal"]["phase"] == "done" and not br.journal_open(done)
 
 
+def test_a_journal_step_with_cutover_evidence_writes_both_at_once_or_neither(record):
+    run(record, "evidence", entry="green", stage={"run_id": "s1"}, verify={"verdict": "passed"})
+    run(record, "locked", run_id="r1", journal=PLAN)
+    fresh = {"stage": {"run_id": "s2", "restaged_in_cutover": True}, "verify": {"verdict": "passed", "stage_run_id": "s2"}}
+    r = run(record, "journal", run_id="r1", phase="switching", entry="green", cutover={"run_id": "r1", "marker": {"lsn": 7}}, **fresh)
+    green = r["record"]["evidence"]["green"]
+    assert r["record"]["journal"]["phase"] == "switching" and green["cutover"]["marker"] == {"lsn": 7}
+    assert green["stage"]["run_id"] == "s2" and "recorded stage and verify and cutover evidence" in r["msg"]
+    # Evidence that cannot be recorded leaves the phase unwritten too: one write, all or nothing.
+    run(record, "evidence", entry="green", stage={"run_id": "s3"}, run_id="r1")  # a new stage without verify
+    before = json.loads(record.read_text())
+    with pytest.raises(SafetyRefusal, match="no passing verify"):
+        run(record, "journal", run_id="r1", phase="done", entry="green", cutover={"run_id": "r1", "marker": {"lsn": 8}})
+    assert json.loads(record.read_text()) == before
+    with pytest.raises(InvalidInput, match="needs entry"):
+        run(record, "journal", run_id="r1", phase="done", cutover={"run_id": "r1"})
+
+
 def test_journal_moves_only_under_its_runs_lock(record):
     with pytest.raises(SafetyRefusal, match="not locked by it"):
         run(record, "journal", run_id="r1", phase="frozen", journal=PLAN)
