@@ -431,6 +431,7 @@ SWITCHING = "Journal the phase in every boot record, switching"
 LOCKED = {"DUALBOOT_KILL_AFTER": "Lock the other boot records"}
 HANDED_OVER = {"DUALBOOT_KILL_AFTER": "Hand the writes over"}
 INSIDE_HANDOVER = {"DUALBOOT_KILL_BEFORE": "Hand the writes over", "DUALBOOT_KILL_DELAY": "1"}
+RECORDS_DONE = {"DUALBOOT_KILL_BEFORE": "End the stream back into"}
 SYNC_POINTS = [
     pytest.param("cutover", {"DUALBOOT_KILL_AFTER": SWITCHING + "#2"}, "cutover", id="cutover-before-handover"),
     pytest.param("cutover", LOCKED, "rollback", id="cutover-locked", marks=pytest.mark.matrix),
@@ -444,6 +445,9 @@ SYNC_POINTS = [
     pytest.param("rollback", LOCKED, "cutover", id="rollback-locked", marks=pytest.mark.matrix),
     pytest.param("rollback", INSIDE_HANDOVER, "rollback", id="rollback-inside-handover", marks=pytest.mark.matrix),
     pytest.param("rollback", HANDED_OVER, "rollback", id="rollback-handed-over"),
+    # Every record says done, the stream into the entry left still runs (its slot holds WAL on the live server).
+    pytest.param("rollback", RECORDS_DONE, "rollback", id="rollback-records-done"),
+    pytest.param("rollback", RECORDS_DONE, "cutover", id="rollback-records-done-cutover", marks=pytest.mark.matrix),
     pytest.param("rollback", HANDED_OVER, "cutover", id="rollback-handed-over-cutover", marks=pytest.mark.matrix),
     pytest.param("rollback", {"DUALBOOT_KILL_AFTER": HALF_SWITCHED}, "cutover", id="rollback-hosts-half", marks=pytest.mark.matrix),
 ]
