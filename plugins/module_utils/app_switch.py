@@ -135,9 +135,6 @@ def _switch_one(target: dict, params: dict, check_mode: bool) -> dict:
         from ansible_collections.dualboot.db.plugins.module_utils import pgbouncer
 
         return pgbouncer.switch(one, check_mode)
-    if one["format"] in ("ini", "dotenv", "json", "yaml") and one.get("key") in (None, "", []):
-        what = f"switch target {target_label(target)}: format {one['format']} needs key."
-        raise InvalidInput(what, hint="set key (the setting to switch).")
     if one["format"] == "yaml" and switch_formats.YAML_IMPORT_ERROR:
         raise MissingDependency("PyYAML is needed to switch a yaml target.", hint="install PyYAML for the host's Python.")
     one["password"] = params.get("password")
