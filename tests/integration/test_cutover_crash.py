@@ -498,6 +498,24 @@ def test_a_killed_sync_switch_is_recovered_with_its_streams(sync_deployment, pla
     assert_streams(d, out)
 
 
+def test_a_stage_after_a_finished_sync_rollback_keeps_its_new_stream(sync_deployment):
+    """The closed sync rollback stays the record's last journal until the next cutover. The stream a new stage
+    of the entry it left starts is that stage's own: the next role (verify) must not end it as the rollback's
+    left-over (molecule major_upgrade: verify failed, 'stream dualboot_shop_green is not complete')."""
+    d = sync_deployment
+    play(d, "cutover")
+    play(d, "rollback")
+    assert (slots(d["pg"]), slots(d["pg2"])) == ([], []), "a rollback ends every stream"
+    d["vars"]["dualboot_restage"] = True
+    play(d, "stage")
+    del d["vars"]["dualboot_restage"]
+    assert slots(d["pg"]) == ["dualboot_shop_green"]
+    proc = run_playbook("dualboot.db.verify", d["vars"], inventory=str(d["inventory"]))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "RECOVERY" not in out, out[-4000:]
+    assert slots(d["pg"]) == ["dualboot_shop_green"], "verify ended the new stage's stream"
+
+
 def test_a_recovered_sync_cutover_that_cannot_start_the_stream_back_says_the_rollback_is_no_longer_lossless(sync_deployment):
     """The handover ended the stream into green and died before it started the stream back into blue; the
     recovery's attempt to start it fails (green has no free replication slot). The cutover is finished (blue is
