@@ -15,7 +15,9 @@ configuration in turn). Reported per host count and mode:
 - the write-blocked window the cutover reports (freeze to the last host's health check) and its parts;
 - the longest gap between two acknowledged writes the writer saw;
 - the cutover's total wall time (ansible-playbook start to end);
-- acknowledged writes lost (acknowledged rows missing from green afterwards): must be 0.
+- acknowledged writes lost (acknowledged rows missing from green afterwards): must be 0;
+- the floor of any task over the same hosts: the best of two ``ansible -m ansible.builtin.ping`` runs over
+  the application hosts with as many forks (on one machine every host's module runs on its cores).
 
 Prints a Markdown table and writes benchmarks/results/fleet_cutover.{json,md}. Ratios only; not a test.
 
@@ -72,6 +74,24 @@ def playbook(name: str, inventory: Path, variables: dict, forks: int) -> tuple[i
     return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started
 
 
+def ping_floor(inventory: Path, hosts: int) -> float:
+    """Wall seconds of one do-nothing task over the application hosts, best of two."""
+    from harness.ansible import ansible_env
+
+    work = Path(tempfile.mkdtemp(prefix="dualboot-fleet-ping-"))
+    cmd = [str(ROOT / ".venv/bin/ansible"), "dualboot_app", "-i", str(inventory), "-f", str(hosts), "-m", "ansible.builtin.ping", "-o"]
+    best = None
+    for _ in range(2):
+        started = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(work), cwd=ROOT, check=False, timeout=600)
+        if proc.returncode:
+            raise SystemExit(f"ping over {hosts} hosts failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+        secs = time.monotonic() - started
+        best = secs if best is None else min(best, secs)
+    subprocess.run(["rm", "-rf", str(work)], check=False)
+    return round(best, 2)
+
+
 class AckClock(list):
     """The harness writer's list of acknowledged writes, noting the wall time of each acknowledgement."""
 
@@ -125,6 +145,7 @@ def one_run(hosts: int, mode: str, pg, pg2) -> dict:
             if rc:
                 raise SystemExit(f"{step} failed with {hosts} hosts:\n{out[-3000:]}")
             log(f"{hosts} hosts {mode}: {step} {secs:.0f} s")
+        floor = ping_floor(inventory, hosts)
         acks: list[float] = []
         writer = Writer(list(envs.values()))
         writer.acked = AckClock(acks)
@@ -150,6 +171,7 @@ def one_run(hosts: int, mode: str, pg, pg2) -> dict:
             "acked": len(writer.acked),
             "failed_writes": writer.failed,
             "lost": len(lost),
+            "ping_floor_s": floor,
         }
         log(f"{hosts} hosts {mode}: {result}")
         return result
@@ -164,8 +186,8 @@ def table(runs: list[dict]) -> str:
     one = {r["mode"]: r for r in runs if r["hosts"] == min(x["hosts"] for x in runs)}
     lines = [
         "| Hosts | Switching | Writes blocked (reported) | vs 1 host, same mode | vs one after another | Longest gap between acks | "
-        "Window parts (s) | Cutover total | vs one after another | Acknowledged writes lost |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        "Window parts (s) | Cutover total | vs one after another | Acknowledged writes lost | A ping task over the hosts |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in runs:
         seq = base.get(r["hosts"])
@@ -175,7 +197,8 @@ def table(runs: list[dict]) -> str:
         parts = ", ".join(f"{k} {v}" for k, v in r["parts_s"].items())
         lines.append(
             f"| {r['hosts']} | {'in parallel' if r['mode'] == 'parallel' else 'one after another'} | {r['window_s']} s | {vs_one} | "
-            f"{ratio} | {r['longest_ack_gap_s']} s | {parts} | {r['total_s']} s | {total} | {r['lost']} of {r['acked']} |"
+            f"{ratio} | {r['longest_ack_gap_s']} s | {parts} | {r['total_s']} s | {total} | {r['lost']} of {r['acked']} | "
+            f"{r.get('ping_floor_s', '')} s |"
         )
     return "\n".join(lines)
 
