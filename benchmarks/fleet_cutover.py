@@ -76,20 +76,22 @@ def playbook(name: str, inventory: Path, variables: dict, forks: int) -> tuple[i
 
 def ping_floor(inventory: Path, hosts: int) -> float:
     """Wall seconds of one do-nothing task over the application hosts, best of two."""
-    from harness.ansible import ansible_env
-
     work = Path(tempfile.mkdtemp(prefix="dualboot-fleet-ping-"))
     cmd = [str(ROOT / ".venv/bin/ansible"), "dualboot_app", "-i", str(inventory), "-f", str(hosts), "-m", "ansible.builtin.ping", "-o"]
-    best = None
-    for _ in range(2):
-        started = time.monotonic()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(work), cwd=ROOT, check=False, timeout=600)
-        if proc.returncode:
-            raise SystemExit(f"ping over {hosts} hosts failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
-        secs = time.monotonic() - started
-        best = secs if best is None else min(best, secs)
-    subprocess.run(["rm", "-rf", str(work)], check=False)
-    return round(best, 2)
+    try:
+        return round(min(_timed_ping(cmd, work, hosts), _timed_ping(cmd, work, hosts)), 2)
+    finally:
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+def _timed_ping(cmd: list[str], work: Path, hosts: int) -> float:
+    from harness.ansible import ansible_env
+
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(work), cwd=ROOT, check=False, timeout=600)
+    if proc.returncode:
+        raise SystemExit(f"ping over {hosts} hosts failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+    return time.monotonic() - started
 
 
 class AckClock(list):
