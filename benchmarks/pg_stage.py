@@ -136,6 +136,14 @@ def raw_copy(source: Path, dest: Path) -> tuple[float, int]:
     return seconds, size
 
 
+def pg_tool(name: str, server: PgCluster, *args: str, **kw) -> None:
+    """Run a PostgreSQL client tool against ``server`` (password in the environment, not argv); output discarded."""
+    env = {**os.environ, "PGPASSWORD": server.password}
+    base = ["-h", server.host, "-p", str(server.port), "-U", server.user]
+    kw.setdefault("stdout", subprocess.DEVNULL)
+    subprocess.run([str(pg_bin() / name), *base, *args], check=True, env=env, stderr=subprocess.PIPE, **kw)
+
+
 class LoadFloor:
     """The least work any logical copy does on the target here: the rows, already in memory in binary COPY
     form, loaded by two sessions at once, then the same indexes and constraints built by
@@ -147,17 +155,11 @@ class LoadFloor:
         self.dir = Path(tempfile.mkdtemp(prefix="dualboot-floor-", dir=shm if os.path.isdir(shm) else None))
         self.parts: list[tuple[str, Path]] = []
 
-    def _tool(self, name: str, server: PgCluster, *args: str, **kw) -> None:
-        env = {**os.environ, "PGPASSWORD": server.password}
-        base = ["-h", server.host, "-p", str(server.port), "-U", server.user]
-        kw.setdefault("stdout", subprocess.DEVNULL)
-        subprocess.run([str(pg_bin() / name), *base, *args], check=True, env=env, stderr=subprocess.PIPE, **kw)
-
     def _copy(self, server: PgCluster, db: str, statement: str, **kw) -> None:
-        self._tool("psql", server, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", statement, **kw)
+        pg_tool("psql", server, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", statement, **kw)
 
     def prepare(self) -> None:
-        self._tool("pg_dump", self.src, "-Fc", "--schema-only", "-f", str(self.dir / "schema"), "bench")
+        pg_tool("pg_dump", self.src, "-Fc", "--schema-only", "-f", str(self.dir / "schema"), "bench")
         db = self.src.db("bench")
         pages = db.scalar("SELECT pg_relation_size('pgbench_accounts') / current_setting('block_size')::int")
         halves = [f"ctid < '({pages // 2},0)'", f"ctid >= '({pages // 2},0)'"]
@@ -171,7 +173,7 @@ class LoadFloor:
 
     def run(self, name: str) -> float:
         self.dst.create_database(name)
-        self._tool("pg_restore", self.dst, "--section=pre-data", "--no-owner", "-d", name, str(self.dir / "schema"))
+        pg_tool("pg_restore", self.dst, "--section=pre-data", "--no-owner", "-d", name, str(self.dir / "schema"))
         t = time.monotonic()
 
         def load(part: tuple[str, Path]) -> None:
@@ -180,7 +182,7 @@ class LoadFloor:
 
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(load, self.parts))
-        self._tool("pg_restore", self.dst, "--section=post-data", "--no-owner", "-j", "2", "-d", name, str(self.dir / "schema"))
+        pg_tool("pg_restore", self.dst, "--section=post-data", "--no-owner", "-j", "2", "-d", name, str(self.dir / "schema"))
         return time.monotonic() - t
 
     def close(self) -> None:
@@ -258,13 +260,8 @@ def main() -> int:
             out, name = str(work / "by_hand"), "stage_by_hand"
             dst.create_database(name)
             t = time.monotonic()
-            for cmd, server in (
-                ([str(pg_bin() / "pg_dump"), "-Fd", "-j", jobs, "-Z", "0", "-f", out, "bench"], src),
-                ([str(pg_bin() / "pg_restore"), "-j", jobs, "--no-owner", "--exit-on-error", "-d", name, out], dst),
-            ):
-                base = ["-h", server.host, "-p", str(server.port), "-U", server.user]
-                env = {**os.environ, "PGPASSWORD": server.password}
-                subprocess.run([cmd[0], *base, *cmd[1:]], check=True, env=env, capture_output=True)
+            pg_tool("pg_dump", src, "-Fd", "-j", jobs, "-Z", "0", "-f", out, "bench")
+            pg_tool("pg_restore", dst, "-j", jobs, "--no-owner", "--exit-on-error", "-d", name, out)
             seconds = time.monotonic() - t
             check_copy(dst, name, facts["accounts"])
             record("pg_dump -Fd -j, then pg_restore -j, by hand (no Ansible)", seconds, "by-hand", f"{jobs} jobs, uncompressed directory")
