@@ -4,8 +4,11 @@ runs change nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
+import time
 
 import pytest
 from harness.ansible import run_playbook
@@ -341,10 +344,46 @@ def test_docs_project_example(deployment, tmp_path):  # noqa: F811
     assert [h["action"] for h in r["history"]] == ["cutover", "rollback", "cutover"] and r["default"] == "green"
 
 
+@contextlib.contextmanager
+def copy_held_up(db, seconds: float):
+    """Hold ``users`` locked on ``db`` until the copy waits for it, then ``seconds`` longer: a copy that
+    outlasts the progress interval however fast the machine copies (a CI run copied 60 MB in 0.97 s)."""
+    held, done = threading.Event(), threading.Event()
+    waited: list = []
+
+    def hold() -> None:
+        with db.connect(autocommit=False) as c:
+            c.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            held.set()
+            deadline = time.monotonic() + 300
+            while not done.is_set() and time.monotonic() < deadline:
+                waiting = db.scalar(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE NOT l.granted"
+                    " AND l.relation = 'users'::regclass AND (a.application_name = 'pg_dump' OR a.query ~* '^\\s*(copy|lock)')"
+                )
+                if waiting:
+                    waited.append(True)
+                    time.sleep(seconds)
+                    break
+                time.sleep(0.05)
+            c.rollback()
+
+    t = threading.Thread(target=hold, daemon=True)
+    t.start()
+    held.wait(30)
+    try:
+        yield waited
+    finally:
+        done.set()
+        t.join(60)
+
+
 def test_long_copy_reports_progress_and_throughput(deployment):  # noqa: F811
     d = deployment
     d["blue"].execute("INSERT INTO users (user_name, creation_date) SELECT repeat('x', 200) || g, now() FROM generate_series(1, 300000) g")
-    rc, out = play(d, "stage", dualboot_progress_interval=1)
+    with copy_held_up(d["blue"], 3) as waited:
+        rc, out = play(d, "stage", dualboot_progress_interval=1)
+    assert waited, "the copy never waited for the held lock"
     assert rc == 0, out[-4000:]
     # The copy runs as a background job (plugins/plugin_utils/background.py) that says so every interval.
     assert re.search(r"app1: .*Copy the default entry into the staged entry still running after \d+ s", out), out[-3000:]
